@@ -13,6 +13,7 @@ function typical(): TokenPayload {
     methods: ['password'],
     scope: { kind: 'project', id: hexId() },
     expiresAt: new Date('2031-05-06T07:08:09.123Z'),
+    issuedAt: new Date('2031-05-06T06:08:09.456Z'),
     auditIds: [newAuditId()],
   };
 }
@@ -23,7 +24,7 @@ describe('token payload', () => {
     const raw = encodePayload(p);
     assert.deepEqual(decodePayload(raw), p);
     assert.equal(raw[0], 1, 'starts with the version byte');
-    assert.ok(raw.length <= 64, `payload is ${raw.length} bytes`);
+    assert.ok(raw.length <= 72, `payload is ${raw.length} bytes`);
   });
 
   it('keeps milliseconds of the expiry', () => {

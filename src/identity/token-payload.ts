@@ -2,7 +2,7 @@
 //
 // Version 1 layout:
 //   version (1) | flags (1) | methods mask (1) [| count (1) | unknown method strings]
-//   | user id | [scope id] | expiresAt ms (6, big-endian) | audit id [| audit chain id] | [app cred id]
+//   | user id | [scope id] | expiresAt ms (6, big-endian) | issuedAt ms (6) | audit id [| audit chain id] | [app cred id]
 // flags: bits 0-1 scope kind, bit 2 app credential present, bit 3 two audit ids; others must be 0.
 // Each id starts with a tag byte: 0 = 16 raw bytes (32-hex id, or 22-char base64url audit id),
 // 1 = length byte + UTF-8 string for anything that does not pack.
@@ -22,6 +22,9 @@ export interface TokenPayload {
   scope: TokenScope;
   /** Millisecond precision. */
   expiresAt: Date;
+  /** Millisecond precision: revocation events compare against it, and a second is too coarse
+   *  (a token issued just after a password change would count as revoked). */
+  issuedAt: Date;
   /** The token's own audit id, then the audit chain id when the token was rescoped. */
   auditIds: string[];
   appCredId?: string;
@@ -83,6 +86,8 @@ export function encodePayload(p: TokenPayload): Buffer {
   if (p.auditIds.length < 1 || p.auditIds.length > 2) throw new RangeError('a token carries one or two audit ids');
   const expires = p.expiresAt.getTime();
   if (!Number.isInteger(expires) || expires < 0 || expires > MAX_EXPIRES_MS) throw new RangeError('expiresAt is out of range');
+  const issued = p.issuedAt.getTime();
+  if (!Number.isInteger(issued) || issued < 0 || issued > MAX_EXPIRES_MS) throw new RangeError('issuedAt is out of range');
 
   byte(VERSION);
   byte(kind | (p.appCredId !== undefined ? FLAG_APP_CRED : 0) | (p.auditIds.length === 2 ? FLAG_TWO_AUDIT_IDS : 0));
@@ -103,8 +108,9 @@ export function encodePayload(p: TokenPayload): Buffer {
 
   id(p.userId, 'hex', 'user id');
   if (p.scope.kind === 'project' || p.scope.kind === 'domain') id(p.scope.id, 'hex', 'scope id');
-  const time = Buffer.alloc(6);
+  const time = Buffer.alloc(12);
   time.writeUIntBE(expires, 0, 6);
+  time.writeUIntBE(issued, 6, 6);
   parts.push(time);
   for (const a of p.auditIds) id(a, 'audit', 'audit id');
   if (p.appCredId !== undefined) id(p.appCredId, 'hex', 'application credential id');
@@ -166,9 +172,10 @@ export function decodePayload(b: Buffer): TokenPayload {
   const kind = SCOPE_KINDS[flags & 0x03]!;
   const scope: TokenScope = kind === 'project' || kind === 'domain' ? { kind, id: r.id('hex') } : { kind };
   const expiresAt = new Date(r.uint48());
+  const issuedAt = new Date(r.uint48());
   const auditIds = [r.id('audit')];
   if ((flags & FLAG_TWO_AUDIT_IDS) !== 0) auditIds.push(r.id('audit'));
-  const payload: TokenPayload = { userId, methods, scope, expiresAt, auditIds };
+  const payload: TokenPayload = { userId, methods, scope, expiresAt, issuedAt, auditIds };
   if ((flags & FLAG_APP_CRED) !== 0) payload.appCredId = r.id('hex');
   r.end();
   return payload;
