@@ -36,3 +36,11 @@ export interface Bus {
   onNotification(prefix: string, listener: (n: Notification) => void | Promise<void>): Promise<Subscription>;
   close(): Promise<void>;
 }
+
+/** Options every driver takes (createBus passes them through). */
+export interface BusOptions {
+  /** Default `call` timeout in milliseconds; 60000 when unset. */
+  timeoutMs?: number;
+  /** publisherId of notifications sent without one; `nubo.<hostname>` when unset. */
+  publisherId?: string;
+}
