@@ -18,9 +18,11 @@ export function createHttpApp(options: HttpAppOptions): FastifyInstance {
     bodyLimit: options.bodyLimit ?? 1024 * 1024,
     genReqId: () => `req-${newUuid()}`,
     // OpenStack rejects wrong JSON types rather than coercing them; query strings are parsed by hand.
-    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false, allowUnionTypes: true } },
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 500 },
     keepAliveTimeout: 65_000,
+    // HEAD routes are declared where the API reference has them, not derived from every GET.
+    exposeHeadRoutes: false,
   });
   app.decorate('logger', options.logger);
   app.addHook('onRequest', async (request, reply) => {

@@ -1,0 +1,90 @@
+// `nubo` command line: up, db migrate, keys rotate, bench.
+import { parseArgs } from 'node:util';
+import { join } from 'node:path';
+import { homedir } from 'node:os';
+import { Config } from '../core/config.js';
+import { createLogger } from '../core/log.js';
+import { defaultConnection, migrateService, openDatabase } from '../db/index.js';
+import { identityMigrations } from '../identity/db/migrations.js';
+import { fernetKeyRepository } from '../identity/index.js';
+import { startCloud } from './cloud.js';
+
+const USAGE = `usage: nubo <command> [options]
+
+  up          run the all-in-one cloud in the foreground
+              --data-dir DIR (default ~/.nubo)  --host HOST (127.0.0.1)  --port PORT (5000)  --config FILE
+  db migrate  apply every service's database migrations   --data-dir DIR  --config FILE
+  keys rotate rotate the Fernet token keys                --data-dir DIR  --config FILE
+  bench identity   measure token issue and validation     (see docs/BENCHMARKS.md)
+`;
+
+const commonOptions = {
+  'data-dir': { type: 'string' },
+  config: { type: 'string' },
+  host: { type: 'string' },
+  port: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+function loadConfig(dataDir: string, file?: string): Config {
+  return Config.load(file ?? process.env.NUBO_CONFIG ?? join(dataDir, 'nubo.conf'));
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({ args: argv, options: commonOptions, allowPositionals: true, strict: false });
+  const dataDir = (values['data-dir'] as string | undefined) ?? process.env.NUBO_DATA_DIR ?? join(homedir(), '.nubo');
+  const command = positionals.join(' ');
+  if (values.help || command === '' || command === 'help') {
+    process.stdout.write(USAGE);
+    return;
+  }
+  const logger = createLogger('nubo');
+
+  if (command === 'up') {
+    const host = (values.host as string | undefined) ?? '127.0.0.1';
+    const port = Number(values.port ?? 5000);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port must be a port number, got ${String(values.port)}`);
+    const cloud = await startCloud({ dataDir, host, port, config: loadConfig(dataDir, values.config as string | undefined), logger });
+    let stopping = false;
+    const stop = async (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      logger.info(`${signal} received, stopping`);
+      await cloud.close().catch((err) => logger.error('error while stopping', { error: String(err) }));
+      process.exit(0);
+    };
+    process.on('SIGTERM', () => void stop('SIGTERM'));
+    process.on('SIGINT', () => void stop('SIGINT'));
+    process.stdout.write(`Nubo ready at ${cloud.url} (identity: ${cloud.url}/identity/v3; credentials in ${join(dataDir, 'admin-openrc.sh')})\n`);
+    return;
+  }
+
+  if (command === 'db migrate') {
+    const config = loadConfig(dataDir, values.config as string | undefined);
+    const database = await openDatabase(config.get('database', 'connection', defaultConnection(dataDir)));
+    try {
+      const applied = await migrateService(database, 'identity', identityMigrations);
+      process.stdout.write(`identity: ${applied.length ? applied.join(', ') : 'up to date'}\n`);
+    } finally {
+      await database.close();
+    }
+    return;
+  }
+
+  if (command === 'keys rotate') {
+    const repository = fernetKeyRepository(loadConfig(dataDir, values.config as string | undefined), dataDir);
+    repository.setup();
+    repository.rotate();
+    process.stdout.write(`rotated Fernet keys in ${repository.dir}\n`);
+    return;
+  }
+
+  if (positionals[0] === 'bench') {
+    const { runBench } = await import('./bench.js');
+    await runBench(positionals.slice(1), argv);
+    return;
+  }
+
+  process.stderr.write(`unknown command: ${command}\n${USAGE}`);
+  process.exitCode = 2;
+}

@@ -1,0 +1,82 @@
+// /v3/auth: tokens (issue, validate, check, revoke) and what a token may be scoped to.
+import type { FastifyInstance } from 'fastify';
+import { BadRequest, NotFound } from '../../core/errors.js';
+import { authOf } from '../../http/auth.js';
+import { authorize, listBody, queryOf, v3Url, type IdentityApiDeps } from './common.js';
+import { domainView, projectView } from './views.js';
+
+const tokenRequestSchema = {
+  type: 'object',
+  required: ['auth'],
+  properties: {
+    auth: {
+      type: 'object',
+      required: ['identity'],
+      properties: {
+        identity: { type: 'object', required: ['methods'], properties: { methods: { type: 'array', minItems: 1, items: { type: 'string' } } } },
+        scope: { type: ['object', 'string'] },
+      },
+    },
+  },
+};
+
+export function authRoutes(app: FastifyInstance, deps: IdentityApiDeps): void {
+  const { tokens, identity } = deps;
+  const wantsCatalog = (query: Record<string, string | undefined>) => query.nocatalog === undefined;
+
+  app.post('/v3/auth/tokens', { config: { public: true }, schema: { body: tokenRequestSchema } }, async (request, reply) => {
+    const body = request.body as { auth: Parameters<typeof tokens.authenticate>[0] };
+    const context = await tokens.authenticate(body.auth);
+    reply.header('X-Subject-Token', context.token).status(201);
+    return tokens.tokenBody(context, wantsCatalog(queryOf(request)));
+  });
+
+  const subjectOf = async (headers: Record<string, unknown>) => {
+    const subject = headers['x-subject-token'];
+    if (typeof subject !== 'string' || subject === '') throw new BadRequest('X-Subject-Token header is required.');
+    return tokens.validateToken(subject).catch(() => { throw new NotFound('Could not find token.'); });
+  };
+
+  app.get('/v3/auth/tokens', async (request, reply) => {
+    const subject = await subjectOf(request.headers);
+    authorize(deps, request, 'identity:validate_token', { token: { user_id: subject.userId } });
+    reply.header('X-Subject-Token', subject.token);
+    return tokens.tokenBody(subject, wantsCatalog(queryOf(request)));
+  });
+
+  app.head('/v3/auth/tokens', async (request, reply) => {
+    const subject = await subjectOf(request.headers);
+    authorize(deps, request, 'identity:check_token', { token: { user_id: subject.userId } });
+    reply.header('X-Subject-Token', subject.token).status(200).send();
+  });
+
+  app.delete('/v3/auth/tokens', async (request, reply) => {
+    const subject = await subjectOf(request.headers);
+    authorize(deps, request, 'identity:revoke_token', { token: { user_id: subject.userId } });
+    await tokens.revokeToken(subject.token);
+    reply.status(204).send();
+  });
+
+  app.get('/v3/auth/catalog', async (request) => {
+    authorize(deps, request, 'identity:get_auth_catalog');
+    return { catalog: await identity.catalog(), links: { self: v3Url(request, '/auth/catalog'), previous: null, next: null } };
+  });
+
+  app.get('/v3/auth/projects', async (request) => {
+    authorize(deps, request, 'identity:get_auth_projects');
+    const projects = (await identity.projectsOfUser(authOf(request).userId)).filter((p) => p.enabled);
+    return listBody(request, 'projects', projects.map((p) => projectView(request, p)));
+  });
+
+  app.get('/v3/auth/domains', async (request) => {
+    authorize(deps, request, 'identity:get_auth_domains');
+    const domains = (await identity.domainsOfUser(authOf(request).userId)).filter((d) => d.enabled);
+    return listBody(request, 'domains', domains.map((d) => domainView(request, d)));
+  });
+
+  app.get('/v3/auth/system', async (request) => {
+    authorize(deps, request, 'identity:get_auth_system');
+    const roles = await identity.rolesOnTarget(authOf(request).userId, 'system', 'all');
+    return { system: roles.length ? [{ all: true }] : [], links: { self: v3Url(request, '/auth/system'), previous: null, next: null } };
+  });
+}
