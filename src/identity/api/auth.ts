@@ -1,6 +1,6 @@
 // /v3/auth: tokens (issue, validate, check, revoke) and what a token may be scoped to.
 import type { FastifyInstance } from 'fastify';
-import { BadRequest, NotFound } from '../../core/errors.js';
+import { Forbidden, NotFound } from '../../core/errors.js';
 import { authOf } from '../../http/auth.js';
 import { authorize, listBody, queryOf, v3Url, type IdentityApiDeps } from './common.js';
 import { domainView, projectView } from './views.js';
@@ -33,8 +33,9 @@ export function authRoutes(app: FastifyInstance, deps: IdentityApiDeps): void {
 
   const subjectOf = async (headers: Record<string, unknown>) => {
     const subject = headers['x-subject-token'];
-    if (typeof subject !== 'string' || subject === '') throw new BadRequest('X-Subject-Token header is required.');
-    return tokens.validateToken(subject).catch(() => { throw new NotFound('Could not find token.'); });
+    // Keystone answers 404 for a missing subject token as for an invalid one.
+    if (typeof subject !== 'string' || subject === '') throw new NotFound('No token in the request');
+    return tokens.validateToken(subject).catch(() => { throw new NotFound(`Could not find token: ${subject}.`); });
   };
 
   app.get('/v3/auth/tokens', async (request, reply) => {
@@ -59,6 +60,7 @@ export function authRoutes(app: FastifyInstance, deps: IdentityApiDeps): void {
 
   app.get('/v3/auth/catalog', async (request) => {
     authorize(deps, request, 'identity:get_auth_catalog');
+    if (authOf(request).scope !== 'project') throw new Forbidden('A project-scoped token is required to produce a service catalog.');
     return { catalog: await identity.catalog(), links: { self: v3Url(request, '/auth/catalog'), previous: null, next: null } };
   });
 

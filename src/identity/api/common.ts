@@ -52,8 +52,13 @@ export function listQuery(query: Query, key: string): string[] | undefined {
   return query[key] === undefined ? undefined : query[key]!.split(',').filter(Boolean);
 }
 
+/**
+ * Enforces a policy rule. The rules reach the target's attributes as `%(target.<attr>)s`
+ * (the default rules of policy.ts, and Keystone's); the same attributes are also given
+ * unprefixed, as Keystone passes the URL's view arguments (`user_id:%(user_id)s`).
+ */
 export function authorize(deps: IdentityApiDeps, request: FastifyRequest, action: string, target: Record<string, unknown> = {}): void {
-  deps.policy.authorize(action, target, authOf(request).credentials);
+  deps.policy.authorize(action, { ...target, target }, authOf(request).credentials);
 }
 
 /** Splits an entity body into known fields and the free-form rest Keystone keeps as extra attributes. */
