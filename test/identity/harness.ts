@@ -110,6 +110,11 @@ export class IdentityCloud {
     return this.adminTokenCache;
   }
 
+  /** Drops the cached admin token (after a change that invalidates it, e.g. a key purge). */
+  forgetAdminToken(): void {
+    this.adminTokenCache = undefined;
+  }
+
   async demoToken(): Promise<string> {
     return this.token({ name: 'demo', domain: { name: 'Default' } }, DEMO_PASSWORD, { project: { name: 'demo', domain: { id: 'default' } } });
   }
