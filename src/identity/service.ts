@@ -364,7 +364,9 @@ export class IdentityService {
   /** Self-service password change (POST /v3/users/{id}/password). */
   async changePassword(userId: string, originalPassword: string, newPassword: string): Promise<void> {
     const user = await this.checkPassword(userId, originalPassword);
-    if (user.options.lock_password === true) throw new BadRequest('You are not allowed to change your password: the password is locked.');
+    if (user.options.lock_password === true) {
+      throw new BadRequest('You cannot change your password at this time due to password policy disallowing password changes. Please contact your administrator to reset your password.');
+    }
     await this.updateUser(userId, { password: newPassword });
   }
 

@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { BadRequest, NotFound } from '../../core/errors.js';
 import { authOf } from '../../http/auth.js';
 import type { Project } from '../service.js';
-import { authorize, boolQuery, entitySchema, idSchema, listBody, listQuery, nameSchema, nullableString, queryOf, splitExtra, type IdentityApiDeps } from './common.js';
+import { authorize, boolQuery, entitySchema, idSchema, listBody, listQuery, nameSchema, nullableString, queryOf, splitExtra, v3Url, type IdentityApiDeps } from './common.js';
 import { domainView, groupView, projectView, userView } from './views.js';
 
 const tagsSchema = { type: 'array', items: { type: 'string', minLength: 1, maxLength: 255 }, maxItems: 80 };
@@ -79,8 +79,15 @@ export function resourceRoutes(app: FastifyInstance, deps: IdentityApiDeps): voi
     const project = await loadProject(request, 'identity:get_project');
     const q = queryOf(request);
     const view: Record<string, unknown> = projectView(request, project);
-    if (boolQuery(q, 'parents_as_list')) view.parents = (await identity.projectAncestors(project)).map((p) => ({ project: projectView(request, p) }));
-    if (boolQuery(q, 'subtree_as_list')) view.subtree = (await identity.projectSubtree(project)).map((p) => ({ project: projectView(request, p) }));
+    const parentsAsList = boolQuery(q, 'parents_as_list') === true;
+    const subtreeAsList = boolQuery(q, 'subtree_as_list') === true;
+    if (parentsAsList || subtreeAsList) {
+      // As Keystone does, the lists hold only the projects the caller has a role on.
+      const visible = new Set((await identity.projectsOfUser(authOf(request).userId)).map((p) => p.id));
+      const list = (projects: Project[]) => projects.filter((p) => visible.has(p.id)).map((p) => ({ project: projectView(request, p) }));
+      if (parentsAsList) view.parents = list(await identity.projectAncestors(project));
+      if (subtreeAsList) view.subtree = list(await identity.projectSubtree(project));
+    }
     return { project: view };
   });
   app.patch('/v3/projects/:id', { schema: { body: entitySchema('project', projectProps) } }, async (request) => {
@@ -97,11 +104,12 @@ export function resourceRoutes(app: FastifyInstance, deps: IdentityApiDeps): voi
   });
 
   // Project tags: the whole list, or one tag at a time.
-  app.get('/v3/projects/:id/tags', async (request) => ({ tags: (await loadProject(request, 'identity:list_project_tags')).tags }));
+  const tagsUrl = (request: FastifyRequest, tag?: string) => v3Url(request, `/projects/${params(request).id}/tags${tag === undefined ? '' : `/${encodeURIComponent(tag)}`}`);
+  app.get('/v3/projects/:id/tags', async (request) => ({ tags: (await loadProject(request, 'identity:list_project_tags')).tags, links: { self: tagsUrl(request) } }));
   app.put('/v3/projects/:id/tags', { schema: { body: { type: 'object', required: ['tags'], properties: { tags: tagsSchema } } } }, async (request) => {
     await loadProject(request, 'identity:update_project_tags');
     const tags = [...new Set((request.body as { tags: string[] }).tags)];
-    return { tags: (await identity.updateProject(params(request).id, { tags })).tags };
+    return { tags: (await identity.updateProject(params(request).id, { tags })).tags, links: { self: tagsUrl(request) } };
   });
   app.delete('/v3/projects/:id/tags', async (request, reply) => {
     await loadProject(request, 'identity:delete_project_tags');
@@ -117,7 +125,7 @@ export function resourceRoutes(app: FastifyInstance, deps: IdentityApiDeps): voi
     const project = await loadProject(request, 'identity:create_project_tag');
     const tag = params(request).tag;
     if (!project.tags.includes(tag)) await identity.updateProject(project.id, { tags: [...project.tags, tag] });
-    reply.status(201).header('Location', `${request.url}`).send();
+    reply.status(201).header('Location', tagsUrl(request, tag)).send();
   });
   app.delete('/v3/projects/:id/tags/:tag', async (request, reply) => {
     const project = await loadProject(request, 'identity:delete_project_tag');
@@ -165,11 +173,12 @@ export function resourceRoutes(app: FastifyInstance, deps: IdentityApiDeps): voi
     await identity.deleteUser(params(request).id);
     reply.status(204).send();
   });
+  // Keystone leaves this call unenforced and needs no token: the original password is the
+  // proof, so a user whose password expired can still set a new one.
   app.post('/v3/users/:id/password', {
-    config: { public: false },
+    config: { public: true },
     schema: { body: entitySchema('user', { original_password: { type: 'string' }, password: { type: 'string', minLength: 1 } }, ['original_password', 'password']) },
   }, async (request, reply) => {
-    authorize(deps, request, 'identity:change_password', { user_id: params(request).id });
     const { original_password, password } = (request.body as any).user;
     await identity.changePassword(params(request).id, original_password, password);
     reply.status(204).send();
