@@ -158,9 +158,21 @@ export class IdentityService {
     let domainId = input.domain_id;
     let parentId = input.parent_id ?? null;
     if (parentId) {
-      const parent = await this.getProject(parentId).catch(() => { throw new BadRequest(`Could not find project: ${parentId}.`); });
-      if (domainId && domainId !== parent.domain_id) throw new BadRequest('Cannot create project, the parent project and the project must be in the same domain.');
-      domainId = parent.domain_id;
+      const parent = await this.getProject(parentId).catch(() => undefined);
+      if (parent) {
+        if (domainId && domainId !== parent.domain_id) {
+          throw new BadRequest(`Cannot create project, since it specifies its domain_id ${domainId}, but specifies a parent in a different domain (${parent.domain_id}).`);
+        }
+        domainId = parent.domain_id;
+      } else {
+        // A domain acts as the parent of its top-level projects: parent_id may name it.
+        const domain = await this.getDomain(parentId).catch(() => { throw new BadRequest(`Could not find project: ${parentId}.`); });
+        if (domainId && domainId !== domain.id) {
+          throw new BadRequest(`Cannot create project, the parent (${domain.id}) is acting as a domain, but this project's domain id (${domainId}) does not match the parent's id.`);
+        }
+        domainId = domain.id;
+        parentId = null;
+      }
     }
     domainId ??= DEFAULT_DOMAIN_ID;
     await this.getDomain(domainId).catch(() => { throw new BadRequest(`Could not find domain: ${domainId}.`); });
@@ -530,7 +542,9 @@ export class IdentityService {
   async createImpliedRole(priorId: string, impliedId: string): Promise<{ prior: Role; implied: Role }> {
     const prior = await this.getRole(priorId);
     const implied = await this.getRole(impliedId);
-    if (implied.domain_id) throw new Forbidden(`${impliedId} is a domain-specific role: it cannot be implied.`);
+    if (implied.domain_id) throw new Forbidden(`${impliedId} cannot be an implied roles.`);
+    // Keystone's [assignment] prohibited_implied_role, whose default is admin.
+    if (implied.name === 'admin') throw new Forbidden(`${impliedId} cannot be an implied roles.`);
     if (priorId === impliedId || (await this.expandImplied([impliedId])).includes(priorId)) {
       throw new Forbidden(`Implied role ${impliedId} would create a cycle with ${priorId}.`);
     }

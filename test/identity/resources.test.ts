@@ -139,6 +139,15 @@ describe('projects', () => {
     const other = (await ic.admin('POST', '/domains', { domain: { name: unique('OtherDomain') } })).domain;
     assertError(await ic.post('/projects', { project: { name: unique('cross'), parent_id: root.id, domain_id: other.id } }, { token: admin }), 400);
     assertError(await ic.post('/projects', { project: { name: unique('orphan'), parent_id: 'f'.repeat(32) } }, { token: admin }), 400);
+    // Without domain_id the domain comes from the token, as in Keystone: a parent elsewhere is refused.
+    const elsewhere = (await ic.admin('POST', '/projects', { project: { name: unique('elsewhere'), domain_id: other.id } })).project;
+    assertError(await ic.post('/projects', { project: { name: unique('implicit'), parent_id: elsewhere.id } }, { token: admin }), 400);
+    // A domain id as parent_id makes a top-level project of that domain.
+    const top = await ic.post('/projects', { project: { name: unique('under-domain'), parent_id: other.id, domain_id: other.id } }, { token: admin });
+    assert.equal(top.status, 201, top.text);
+    assert.equal(top.body.project.parent_id, other.id);
+    assert.equal(top.body.project.domain_id, other.id);
+    assertError(await ic.post('/projects', { project: { name: unique('mismatch'), parent_id: other.id } }, { token: admin }), 400);
     // Children can be deleted, then the parent.
     await ic.admin('DELETE', `/projects/${grandchild.id}`);
     await ic.admin('DELETE', `/projects/${child.id}`);

@@ -48,6 +48,14 @@ export function boolQuery(query: Query, key: string): boolean | undefined {
   throw new BadRequest(`Invalid input for field '${key}': '${value}' is not a boolean.`);
 }
 
+/**
+ * A key-only flag (`?effective`, `?include_names`, `?parents_as_list`...) read as Keystone's
+ * query_filter_is_true does: present with any value but "0" is true.
+ */
+export function flagQuery(query: Query, key: string): boolean {
+  return query[key] !== undefined && query[key] !== '0';
+}
+
 export function listQuery(query: Query, key: string): string[] | undefined {
   return query[key] === undefined ? undefined : query[key]!.split(',').filter(Boolean);
 }

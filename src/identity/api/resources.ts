@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { BadRequest, NotFound } from '../../core/errors.js';
 import { authOf } from '../../http/auth.js';
 import type { Project } from '../service.js';
-import { authorize, boolQuery, entitySchema, idSchema, listBody, listQuery, nameSchema, nullableString, queryOf, splitExtra, v3Url, type IdentityApiDeps } from './common.js';
+import { authorize, boolQuery, entitySchema, flagQuery, idSchema, listBody, listQuery, nameSchema, nullableString, queryOf, splitExtra, v3Url, type IdentityApiDeps } from './common.js';
 import { domainView, groupView, projectView, userView } from './views.js';
 
 const tagsSchema = { type: 'array', items: { type: 'string', minLength: 1, maxLength: 255 }, maxItems: 80 };
@@ -79,8 +79,8 @@ export function resourceRoutes(app: FastifyInstance, deps: IdentityApiDeps): voi
     const project = await loadProject(request, 'identity:get_project');
     const q = queryOf(request);
     const view: Record<string, unknown> = projectView(request, project);
-    const parentsAsList = boolQuery(q, 'parents_as_list') === true;
-    const subtreeAsList = boolQuery(q, 'subtree_as_list') === true;
+    const parentsAsList = flagQuery(q, 'parents_as_list');
+    const subtreeAsList = flagQuery(q, 'subtree_as_list');
     if (parentsAsList || subtreeAsList) {
       // As Keystone does, the lists hold only the projects the caller has a role on.
       const visible = new Set((await identity.projectsOfUser(authOf(request).userId)).map((p) => p.id));

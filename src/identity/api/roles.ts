@@ -3,7 +3,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { BadRequest } from '../../core/errors.js';
 import type { ActorType, Assignment, EffectiveAssignment, TargetType } from '../service.js';
-import { authorize, boolQuery, entitySchema, listBody, nameSchema, nullableString, queryOf, splitExtra, v3Url, type IdentityApiDeps } from './common.js';
+import { authorize, entitySchema, flagQuery, listBody, nameSchema, nullableString, queryOf, splitExtra, v3Url, type IdentityApiDeps } from './common.js';
 import { roleRef, roleView } from './views.js';
 
 const roleProps = { name: nameSchema, description: nullableString, domain_id: { type: ['string', 'null'] }, options: { type: 'object' } };
@@ -137,29 +137,37 @@ export function roleRoutes(app: FastifyInstance, deps: IdentityApiDeps): void {
   app.get('/v3/role_assignments', async (request) => {
     const q = queryOf(request);
     authorize(deps, request, 'identity:list_role_assignments', { domain_id: q['scope.domain.id'] });
-    const effective = boolQuery(q, 'effective') === true;
-    const includeNames = boolQuery(q, 'include_names') === true;
-    const inheritedOnly = q['scope.OS-INHERIT:inherited_to'] !== undefined;
-    if (effective && q['group.id']) throw new BadRequest('Specifying group.id together with effective is not allowed: effective assignments are per user.');
-    const scopes = ['scope.project.id', 'scope.domain.id', 'scope.system'].filter((k) => q[k] !== undefined);
-    if (scopes.length > 1) throw new BadRequest('Only one of scope.project.id, scope.domain.id and scope.system may be given.');
+    const effective = flagQuery(q, 'effective');
+    const includeNames = flagQuery(q, 'include_names');
+    const includeSubtree = flagQuery(q, 'include_subtree');
+    // scope.OS-INHERIT:inherited_to=projects lists inherited grants only; any other value, direct ones only.
+    const inherited = q['scope.OS-INHERIT:inherited_to'] === undefined ? undefined : q['scope.OS-INHERIT:inherited_to'] === 'projects';
+    const inheritedOnly = inherited === true;
+    // The combinations Keystone refuses, with its messages.
+    if (q['scope.domain.id'] && q['scope.project.id']) throw new BadRequest('Specify a domain or project, not both');
+    if (q['scope.domain.id'] && q['scope.system']) throw new BadRequest('Specify system or domain, not both');
+    if (q['scope.project.id'] && q['scope.system']) throw new BadRequest('Specify system or project, not both');
+    if (q['user.id'] && q['group.id']) throw new BadRequest('Specify a user or group, not both');
+    if (effective && q['group.id']) throw new BadRequest('Combining effective and group filter will always result in an empty list.');
+    if (effective && inheritedOnly && q['scope.domain.id']) throw new BadRequest('Combining effective, domain and inherited filters will always result in an empty list.');
+    if (includeSubtree && !q['scope.project.id']) throw new BadRequest('scope.project.id must be specified if include_subtree is also specified');
     const targetType: TargetType | undefined = q['scope.project.id'] ? 'project' : q['scope.domain.id'] ? 'domain' : q['scope.system'] ? 'system' : undefined;
     const targetId = q['scope.project.id'] ?? q['scope.domain.id'] ?? (q['scope.system'] ? 'all' : undefined);
 
-    let rows: EffectiveAssignment[];
-    if (effective) {
-      rows = await identity.effectiveAssignments({ userId: q['user.id'], targetType, targetId, roleId: q['role.id'] });
-      if (boolQuery(q, 'include_subtree') && targetType === 'project') {
-        const project = await identity.getProject(targetId!);
-        for (const child of await identity.projectSubtree(project)) {
-          rows.push(...await identity.effectiveAssignments({ userId: q['user.id'], targetType: 'project', targetId: child.id, roleId: q['role.id'] }));
-        }
+    // include_subtree: the project and every project below it.
+    const targetIds = targetType === 'project' && includeSubtree
+      ? [targetId!, ...(await identity.projectSubtree(await identity.getProject(targetId!))).map((p) => p.id)]
+      : [targetId];
+    const rows: EffectiveAssignment[] = [];
+    for (const id of targetIds) {
+      if (effective) {
+        rows.push(...await identity.effectiveAssignments({ userId: q['user.id'], targetType, targetId: id, roleId: q['role.id'] }));
+      } else {
+        rows.push(...await identity.listAssignments({
+          actorType: q['user.id'] ? 'user' : q['group.id'] ? 'group' : undefined, actorId: q['user.id'] ?? q['group.id'],
+          targetType, targetId: id, roleId: q['role.id'], inherited,
+        }));
       }
-    } else {
-      rows = await identity.listAssignments({
-        actorType: q['user.id'] ? 'user' : q['group.id'] ? 'group' : undefined, actorId: q['user.id'] ?? q['group.id'],
-        targetType, targetId, roleId: q['role.id'], inherited: inheritedOnly ? true : undefined,
-      });
     }
     const names = includeNames ? await nameResolver(deps) : undefined;
     const body = await Promise.all(rows.map((a) => assignmentView(request, a, names)));
@@ -196,7 +204,8 @@ async function nameResolver(deps: IdentityApiDeps): Promise<NameResolver> {
 async function assignmentView(request: FastifyRequest, a: EffectiveAssignment, names?: NameResolver): Promise<Record<string, unknown>> {
   const ref = async (kind: 'user' | 'group' | 'project' | 'domain' | 'role', id: string) => (names ? names(kind, id) : { id });
   const scope: Record<string, unknown> = a.target_type === 'system' ? { system: { all: true } } : { [a.target_type]: await ref(a.target_type, a.target_id) };
-  if (a.inherited) scope['OS-INHERIT:inherited_to'] = 'projects';
+  // Effective rows that come from an inherited grant keep the marker, as in Keystone.
+  if (a.inherited || a.via_inheritance_from) scope['OS-INHERIT:inherited_to'] = 'projects';
   const targetPath = a.target_type === 'system' ? '/system' : `/${a.target_type}s/${a.target_id}`;
   // The assignment link names the grant the row comes from (the group's, or the inherited one).
   const source = a.via_inheritance_from ?? (a.target_type === 'system' ? undefined : { type: a.target_type, id: a.target_id });
