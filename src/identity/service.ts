@@ -748,7 +748,8 @@ export class IdentityService {
 
   async createRegion(input: { id?: string; description?: string; parent_region_id?: string | null; extra?: Record<string, unknown> }): Promise<Region> {
     const id = input.id ?? newHexId();
-    if (input.parent_region_id) await this.getRegion(input.parent_region_id).catch(() => { throw new BadRequest(`Could not find region: ${input.parent_region_id}.`); });
+    // An unknown parent is a 404 in Keystone (RegionNotFound), not a 400.
+    if (input.parent_region_id) await this.getRegion(input.parent_region_id);
     await this.insertUnique('identity_regions', { id, description: input.description ?? '', parent_region_id: input.parent_region_id ?? null, extra: JSON.stringify(input.extra ?? {}) },
       `Duplicate ID, ${id}.`);
     await this.changed({ kind: 'other' }, { type: 'region.created', id });
@@ -776,8 +777,8 @@ export class IdentityService {
         // Walk up from the new parent: finding this region there would make a cycle.
         let cursor: string | null = patch.parent_region_id;
         while (cursor) {
-          if (cursor === id) throw new BadRequest(`Region ${id} cannot be its own ancestor.`);
-          cursor = (await this.getRegion(cursor).catch(() => { throw new BadRequest(`Could not find region: ${patch.parent_region_id}.`); })).parent_region_id;
+          if (cursor === id) throw new BadRequest(`The specified parent region ${patch.parent_region_id} would create a circular region hierarchy.`);
+          cursor = (await this.getRegion(cursor)).parent_region_id;
         }
       }
       values.parent_region_id = patch.parent_region_id;
@@ -788,14 +789,20 @@ export class IdentityService {
     return this.getRegion(id);
   }
 
+  /** Deletes a region and, as Keystone does, all regions below it — unless any of them has endpoints. */
   async deleteRegion(id: string): Promise<void> {
     await this.getRegion(id);
-    const children = await this.listRegions({ parent_region_id: id });
-    if (children.length) throw new Forbidden(`Unable to delete region ${id} because it or its child regions have associated endpoints.`);
-    const endpoints = await this.db.selectFrom('identity_endpoints').select('id').where('region_id', '=', id).execute();
+    const all = await this.listRegions();
+    const doomed = [id];
+    for (let i = 0; i < doomed.length; i++) {
+      for (const child of all) if (child.parent_region_id === doomed[i] && !doomed.includes(child.id)) doomed.push(child.id);
+    }
+    const endpoints = await this.db.selectFrom('identity_endpoints').select('id').where('region_id', 'in', doomed).execute();
     if (endpoints.length) throw new Forbidden(`Unable to delete region ${id} because it or its child regions have associated endpoints.`);
-    await this.db.deleteFrom('identity_regions').where('id', '=', id).execute();
-    await this.changed({ kind: 'other' }, { type: 'region.deleted', id });
+    await transaction(this.database, async (trx) => {
+      await trx.deleteFrom('identity_regions').where('id', 'in', doomed).execute();
+    });
+    for (const gone of doomed) await this.changed({ kind: 'other' }, { type: 'region.deleted', id: gone });
   }
 
   async createService(input: { type: string; name?: string | null; description?: string | null; enabled?: boolean; extra?: Record<string, unknown> }): Promise<Service> {

@@ -1,5 +1,6 @@
 // Regions, services and endpoints: the service catalog as operators manage it.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { BadRequest, NotFound } from '../../core/errors.js';
 import { authorize, entitySchema, listBody, queryOf, splitExtra, type IdentityApiDeps } from './common.js';
 import { endpointView, regionView, serviceView } from './views.js';
 
@@ -22,7 +23,9 @@ export function catalogRoutes(app: FastifyInstance, deps: IdentityApiDeps): void
   });
   const createRegion = async (request: FastifyRequest, id?: string) => {
     authorize(deps, request, 'identity:create_region');
-    const { known, extra } = splitExtra((request.body as any).region, Object.keys(regionProps));
+    const body = (request.body as any).region;
+    if (id !== undefined && body.id !== undefined && body.id !== id) throw new BadRequest(`Conflicting region IDs specified: "${id}" != "${body.id}"`);
+    const { known, extra } = splitExtra(body, Object.keys(regionProps));
     return { region: regionView(request, await identity.createRegion({ ...(known as any), id: id ?? known.id, extra })) };
   };
   app.post('/v3/regions', { schema: { body: entitySchema('region', regionProps) } }, async (request, reply) => {
@@ -82,16 +85,24 @@ export function catalogRoutes(app: FastifyInstance, deps: IdentityApiDeps): void
     const endpoints = await identity.listEndpoints({ service_id: q.service_id, interface: q.interface, region_id: q.region_id });
     return listBody(request, 'endpoints', endpoints.map((e) => endpointView(request, e)));
   });
-  // `region` is the older name of region_id; Keystone still accepts it.
-  const endpointInput = (body: any) => {
+  // `region` is the older name of region_id; Keystone still accepts it and, for clients of the
+  // v2 era, creates that region when it does not exist (region_id must name an existing one).
+  const endpointInput = async (body: any) => {
     const { known, extra } = splitExtra(body, Object.keys(endpointProps));
     const { region, ...rest } = known as any;
-    return { ...rest, region_id: rest.region_id !== undefined ? rest.region_id : region, extra };
+    if ((rest.region_id === undefined || rest.region_id === null) && typeof region === 'string' && region !== '') {
+      await identity.getRegion(region).catch(async (err) => {
+        if (!(err instanceof NotFound)) throw err;
+        await identity.createRegion({ id: region });
+      });
+      return { ...rest, region_id: region, extra };
+    }
+    return { ...rest, extra };
   };
   app.post('/v3/endpoints', { schema: { body: entitySchema('endpoint', endpointProps, ['service_id', 'interface', 'url']) } }, async (request, reply) => {
     authorize(deps, request, 'identity:create_endpoint');
     reply.status(201);
-    return { endpoint: endpointView(request, await identity.createEndpoint(endpointInput((request.body as any).endpoint))) };
+    return { endpoint: endpointView(request, await identity.createEndpoint(await endpointInput((request.body as any).endpoint))) };
   });
   app.get('/v3/endpoints/:id', async (request) => {
     authorize(deps, request, 'identity:get_endpoint');
@@ -99,9 +110,10 @@ export function catalogRoutes(app: FastifyInstance, deps: IdentityApiDeps): void
   });
   app.patch('/v3/endpoints/:id', { schema: { body: entitySchema('endpoint', endpointProps) } }, async (request) => {
     authorize(deps, request, 'identity:update_endpoint');
-    const input = endpointInput((request.body as any).endpoint);
-    if (Object.keys(input.extra).length === 0) delete input.extra;
-    return { endpoint: endpointView(request, await identity.updateEndpoint(params(request).id, input)) };
+    await identity.getEndpoint(params(request).id); // 404 before any region gets created
+    const input: Record<string, unknown> = await endpointInput((request.body as any).endpoint);
+    if (Object.keys(input.extra as object).length === 0) delete input.extra;
+    return { endpoint: endpointView(request, await identity.updateEndpoint(params(request).id, input as any)) };
   });
   app.delete('/v3/endpoints/:id', async (request, reply) => {
     authorize(deps, request, 'identity:delete_endpoint');
