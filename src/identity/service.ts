@@ -928,17 +928,24 @@ export class IdentityService {
    * Its roles must be a subset of the user's roles there (all of them by default). Returns the
    * secret once, unhashed.
    */
-  async createApplicationCredential(input: { userId: string; projectId: string; name: string; secret?: string; description?: string | null; expires_at?: string | null; unrestricted?: boolean; roles?: { id?: string; name?: string }[] }): Promise<ApplicationCredential & { secret: string }> {
-    const userRoles = await this.rolesOnTarget(input.userId, 'project', input.projectId);
+  async createApplicationCredential(input: { userId: string; projectId: string; name: string; secret?: string; description?: string | null; expires_at?: string | null; unrestricted?: boolean; roles?: { id?: string; name?: string }[]; allowedRoleIds?: string[] }): Promise<ApplicationCredential & { secret: string }> {
+    // The roles the creator holds: its roles on the project, narrowed to those of the token
+    // that asks (a token from an application credential carries only that credential's roles).
+    let userRoles = await this.rolesOnTarget(input.userId, 'project', input.projectId);
+    if (input.allowedRoleIds) userRoles = userRoles.filter((r) => input.allowedRoleIds!.includes(r.id));
+    const unassigned = () => new BadRequest('Invalid application credential: Cannot create an application credential with unassigned role');
     let roleIds = userRoles.map((r) => r.id);
     if (input.roles && input.roles.length) {
-      roleIds = input.roles.map((wanted) => {
+      const wantedIds = input.roles.map((wanted) => {
         const match = userRoles.find((r) => (wanted.id && r.id === wanted.id) || (!wanted.id && wanted.name && r.name === wanted.name));
-        if (!match) throw new Forbidden(`Cannot create an application credential with a role the user does not have on the project: ${wanted.id ?? wanted.name}.`);
+        if (!match) throw unassigned();
         return match.id;
       });
+      // As Keystone does, the roles the given ones imply come along, and must be held too.
+      roleIds = await this.expandImplied(wantedIds);
+      if (roleIds.some((id) => !userRoles.some((r) => r.id === id))) throw unassigned();
     }
-    if (roleIds.length === 0) throw new Forbidden('Cannot create an application credential: the user has no role on the project.');
+    if (roleIds.length === 0) throw unassigned();
     let expiresAt: string | null = null;
     if (input.expires_at) {
       const parsed = new Date(input.expires_at);

@@ -1,7 +1,7 @@
 // /v3/users/{user_id}/application_credentials: self-service credentials bound to a project.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Forbidden } from '../../core/errors.js';
-import { authOf } from '../../http/auth.js';
+import { authOf, type AuthContext } from '../../http/auth.js';
 import { authorize, entitySchema, listBody, nameSchema, queryOf, type IdentityApiDeps } from './common.js';
 import { appCredView } from './views.js';
 
@@ -16,6 +16,14 @@ const params = (request: FastifyRequest) => request.params as Params;
 
 export function appCredRoutes(app: FastifyInstance, deps: IdentityApiDeps): void {
   const { identity } = deps;
+  // Keystone's rule: a token from a restricted application credential may not manage credentials.
+  const refuseRestrictedCredential = async (auth: AuthContext) => {
+    if (!auth.applicationCredentialId) return;
+    const current = await identity.getApplicationCredential(auth.userId, auth.applicationCredentialId);
+    if (!current.unrestricted) {
+      throw new Forbidden("You are not authorized to perform the requested action: Using method 'application_credential' is not allowed for managing additional application credentials.");
+    }
+  };
   const base = '/v3/users/:userId/application_credentials';
 
   app.post(base, { schema: { body: entitySchema('application_credential', appCredProps, ['name'], false) } }, async (request, reply) => {
@@ -24,14 +32,12 @@ export function appCredRoutes(app: FastifyInstance, deps: IdentityApiDeps): void
     const auth = authOf(request);
     if (auth.scope !== 'project' || !auth.projectId) throw new Forbidden('Application credentials are created with a project-scoped token.');
     // A restricted credential's token may not create further credentials (Keystone's rule).
-    if (auth.applicationCredentialId) {
-      const current = await identity.getApplicationCredential(auth.userId, auth.applicationCredentialId);
-      if (!current.unrestricted) throw new Forbidden('A restricted application credential cannot create application credentials.');
-    }
+    await refuseRestrictedCredential(auth);
     const input = (request.body as any).application_credential;
     const credential = await identity.createApplicationCredential({
       userId, projectId: auth.projectId, name: input.name, secret: input.secret, description: input.description,
       expires_at: input.expires_at, unrestricted: input.unrestricted, roles: input.roles,
+      allowedRoleIds: auth.roles.map((r) => r.id), // never more than the asking token has
     });
     reply.status(201);
     return { application_credential: appCredView(request, credential) };
@@ -49,11 +55,7 @@ export function appCredRoutes(app: FastifyInstance, deps: IdentityApiDeps): void
   });
   app.delete(`${base}/:id`, async (request, reply) => {
     authorize(deps, request, 'identity:delete_application_credential', { user_id: params(request).userId });
-    const auth = authOf(request);
-    if (auth.applicationCredentialId) {
-      const current = await identity.getApplicationCredential(auth.userId, auth.applicationCredentialId);
-      if (!current.unrestricted) throw new Forbidden('A restricted application credential cannot delete application credentials.');
-    }
+    await refuseRestrictedCredential(authOf(request));
     await identity.deleteApplicationCredential(params(request).userId, params(request).id);
     reply.status(204).send();
   });
