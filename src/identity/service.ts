@@ -985,6 +985,9 @@ export class IdentityService {
 
   /** Verifies an application credential's secret (by id, or by name and user); 401 on any mismatch. */
   async verifyApplicationCredential(ref: { id?: string; name?: string; userId?: string }, secret: string): Promise<ApplicationCredential> {
+    if ([ref.id, ref.name, ref.userId, secret].some((v) => v !== undefined && typeof v !== 'string')) {
+      throw new BadRequest('Invalid input for field application_credential: id, name, user and secret are strings.');
+    }
     let query = this.db.selectFrom('identity_application_credentials').selectAll();
     if (ref.id) query = query.where('id', '=', ref.id);
     else if (ref.name && ref.userId) query = query.where('name', '=', ref.name).where('user_id', '=', ref.userId);

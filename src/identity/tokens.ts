@@ -98,7 +98,8 @@ export class TokenService implements TokenValidator {
     if (methods.includes('password')) {
       const ref = auth.identity?.password?.user;
       if (!ref || typeof ref.password !== 'string') throw new BadRequest("Invalid input for field 'identity/password/user': 'password' is a required property");
-      const found = await this.findUser(ref).catch(() => { throw new Unauthorized('The request you have made requires authentication.'); });
+      // An unknown user is the same 401 as a wrong password; a malformed reference stays a 400.
+      const found = await this.findUser(ref).catch((err) => { throw err instanceof NotFound ? new Unauthorized('The request you have made requires authentication.') : err; });
       const checked = await this.identity.checkPassword(found.id, ref.password);
       if (user && user.id !== checked.id) throw new Unauthorized('The methods name different users.');
       user = checked;
@@ -109,7 +110,7 @@ export class TokenService implements TokenValidator {
       let userId: string | undefined;
       if (!ref.id) {
         if (!ref.user) throw new BadRequest("Invalid input for field 'identity/application_credential': 'id', or 'name' and 'user', are required");
-        userId = (await this.findUser(ref.user).catch(() => { throw new Unauthorized('Invalid application credential.'); })).id;
+        userId = (await this.findUser(ref.user).catch((err) => { throw err instanceof NotFound ? new Unauthorized('Invalid application credential.') : err; })).id;
       }
       const credential = await this.identity.verifyApplicationCredential({ id: ref.id, name: ref.name, userId }, ref.secret);
       if (user && user.id !== credential.user_id) throw new Unauthorized('The methods name different users.');
@@ -150,9 +151,14 @@ export class TokenService implements TokenValidator {
   }
 
   private async findUser(ref: { id?: string; name?: string; domain?: { id?: string; name?: string } }): Promise<User> {
+    // The HTTP schema checks these types; callers in-process get the same 400 instead of a driver error.
+    for (const [field, value] of [['id', ref.id], ['name', ref.name], ['domain/id', ref.domain?.id], ['domain/name', ref.domain?.name]] as const) {
+      if (value !== undefined && typeof value !== 'string') throw new BadRequest(`Invalid input for field user/${field}: expected a string.`);
+    }
     if (ref.id) return this.identity.getUser(ref.id);
-    if (!ref.name || !ref.domain || (!ref.domain.id && !ref.domain.name)) {
-      throw new BadRequest("Invalid input for field 'user': an 'id', or a 'name' and a 'domain', are required.");
+    if (!ref.name) throw new BadRequest('Invalid input for field user: id or name must be present.');
+    if (!ref.domain || (!ref.domain.id && !ref.domain.name)) {
+      throw new BadRequest('Expecting to find domain in user. The server could not comply with the request since it is either malformed or otherwise incorrect. The client is assumed to be in error.');
     }
     const domain = ref.domain.id ? await this.identity.getDomain(ref.domain.id) : await this.identity.findDomainByName(ref.domain.name!);
     return this.identity.findUserByName(ref.name, domain.id);

@@ -1,10 +1,14 @@
 // /v3/auth: tokens (issue, validate, check, revoke) and what a token may be scoped to.
 import type { FastifyInstance } from 'fastify';
-import { Forbidden, NotFound } from '../../core/errors.js';
+import { BadRequest, Forbidden, NotFound } from '../../core/errors.js';
 import { authOf } from '../../http/auth.js';
 import { authorize, listBody, queryOf, v3Url, type IdentityApiDeps } from './common.js';
 import { domainView, projectView } from './views.js';
 
+// Keystone's token_issue schema (keystone/auth/schema.py), with the application_credential
+// method's fields: every id, name, secret and password is a string.
+const str = { type: 'string' };
+const domainRef = { type: 'object', properties: { id: str, name: str } };
 const tokenRequestSchema = {
   type: 'object',
   required: ['auth'],
@@ -13,12 +17,51 @@ const tokenRequestSchema = {
       type: 'object',
       required: ['identity'],
       properties: {
-        identity: { type: 'object', required: ['methods'], properties: { methods: { type: 'array', minItems: 1, items: { type: 'string' } } } },
-        scope: { type: ['object', 'string'] },
+        identity: {
+          type: 'object',
+          required: ['methods'],
+          properties: {
+            methods: { type: 'array', minItems: 1, items: str },
+            password: { type: 'object', properties: { user: { type: 'object', properties: { id: str, name: str, password: str, domain: domainRef } } } },
+            token: { type: 'object', required: ['id'], properties: { id: str } },
+            application_credential: {
+              type: 'object',
+              properties: { id: str, name: str, secret: str, user: { type: 'object', properties: { id: str, name: str, domain: domainRef } } },
+            },
+          },
+        },
+        scope: {
+          type: ['object', 'string'],
+          properties: {
+            project: { type: 'object', properties: { id: str, name: str, domain: domainRef } },
+            domain: domainRef,
+            system: { type: 'object', properties: { all: { type: 'boolean' } } },
+            'OS-TRUST:trust': { type: 'object', properties: { id: str } },
+          },
+        },
       },
     },
   },
 };
+
+/** The checks Keystone makes after the schema (validate_issue_token_auth): an id or a name wherever an entity is named. */
+function checkTokenRequest(auth: any): void {
+  const named = (ref: any, field: string) => {
+    if (ref !== undefined && ref !== null && ref.id === undefined && ref.name === undefined) {
+      throw new BadRequest(`Invalid input for field ${field}: id or name must be present.`);
+    }
+  };
+  const user = auth.identity?.password?.user;
+  named(user, 'identity/password/user');
+  named(user?.domain, 'identity/password/user/domain');
+  named(auth.identity?.application_credential?.user, 'identity/application_credential/user');
+  named(auth.identity?.application_credential?.user?.domain, 'identity/application_credential/user/domain');
+  if (auth.scope && typeof auth.scope === 'object') {
+    named(auth.scope.project, 'scope/project');
+    named(auth.scope.project?.domain, 'scope/project/domain');
+    named(auth.scope.domain, 'scope/domain');
+  }
+}
 
 export function authRoutes(app: FastifyInstance, deps: IdentityApiDeps): void {
   const { tokens, identity } = deps;
@@ -26,6 +69,7 @@ export function authRoutes(app: FastifyInstance, deps: IdentityApiDeps): void {
 
   app.post('/v3/auth/tokens', { config: { public: true }, schema: { body: tokenRequestSchema } }, async (request, reply) => {
     const body = request.body as { auth: Parameters<typeof tokens.authenticate>[0] };
+    checkTokenRequest(body.auth);
     const context = await tokens.authenticate(body.auth);
     reply.header('X-Subject-Token', context.token).status(201);
     return tokens.tokenBody(context, wantsCatalog(queryOf(request)));

@@ -1,10 +1,10 @@
 // Regions, services and endpoints: the service catalog as operators manage it.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { BadRequest, NotFound } from '../../core/errors.js';
-import { authorize, entitySchema, listBody, queryOf, splitExtra, type IdentityApiDeps } from './common.js';
+import { requireMatchingId, authorize, entitySchema, listBody, queryOf, splitExtra, type IdentityApiDeps } from './common.js';
 import { endpointView, regionView, serviceView } from './views.js';
 
-const regionProps = { id: { type: 'string', minLength: 1, maxLength: 255 }, description: { type: 'string' }, parent_region_id: { type: ['string', 'null'] } };
+const regionProps = { id: { type: 'string', minLength: 1, maxLength: 255 }, description: { type: ['string', 'null'] }, parent_region_id: { type: ['string', 'null'], maxLength: 255 } };
 const serviceProps = { type: { type: 'string', minLength: 1, maxLength: 255 }, name: { type: ['string', 'null'] }, description: { type: ['string', 'null'] }, enabled: { type: 'boolean' } };
 const endpointProps = {
   service_id: { type: 'string', minLength: 1 }, interface: { type: 'string', enum: ['public', 'internal', 'admin'] },
@@ -25,6 +25,7 @@ export function catalogRoutes(app: FastifyInstance, deps: IdentityApiDeps): void
     authorize(deps, request, 'identity:create_region');
     const body = (request.body as any).region;
     if (id !== undefined && body.id !== undefined && body.id !== id) throw new BadRequest(`Conflicting region IDs specified: "${id}" != "${body.id}"`);
+    if (id !== undefined && id.length > 255) throw new BadRequest("Invalid input for field 'id': the region ID is longer than 255 characters.");
     const { known, extra } = splitExtra(body, Object.keys(regionProps));
     return { region: regionView(request, await identity.createRegion({ ...(known as any), id: id ?? known.id, extra })) };
   };
@@ -41,9 +42,10 @@ export function catalogRoutes(app: FastifyInstance, deps: IdentityApiDeps): void
     return { region: regionView(request, await identity.getRegion(params(request).id)) };
   });
   app.patch('/v3/regions/:id', { schema: { body: entitySchema('region', regionProps) } }, async (request) => {
+    requireMatchingId((request.body as any).region, params(request).id);
     authorize(deps, request, 'identity:update_region');
     const { known, extra } = splitExtra((request.body as any).region, Object.keys(regionProps));
-    const region = await identity.updateRegion(params(request).id, { description: known.description as string | undefined, parent_region_id: known.parent_region_id as string | null | undefined, extra: Object.keys(extra).length ? extra : undefined });
+    const region = await identity.updateRegion(params(request).id, { description: known.description === null ? '' : known.description as string | undefined, parent_region_id: known.parent_region_id as string | null | undefined, extra: Object.keys(extra).length ? extra : undefined });
     return { region: regionView(request, region) };
   });
   app.delete('/v3/regions/:id', async (request, reply) => {
@@ -69,6 +71,7 @@ export function catalogRoutes(app: FastifyInstance, deps: IdentityApiDeps): void
     return { service: serviceView(request, await identity.getService(params(request).id)) };
   });
   app.patch('/v3/services/:id', { schema: { body: entitySchema('service', serviceProps) } }, async (request) => {
+    requireMatchingId((request.body as any).service, params(request).id);
     authorize(deps, request, 'identity:update_service');
     const { known, extra } = splitExtra((request.body as any).service, Object.keys(serviceProps));
     return { service: serviceView(request, await identity.updateService(params(request).id, { ...(known as any), extra: Object.keys(extra).length ? extra : undefined })) };
@@ -109,6 +112,7 @@ export function catalogRoutes(app: FastifyInstance, deps: IdentityApiDeps): void
     return { endpoint: endpointView(request, await identity.getEndpoint(params(request).id)) };
   });
   app.patch('/v3/endpoints/:id', { schema: { body: entitySchema('endpoint', endpointProps) } }, async (request) => {
+    requireMatchingId((request.body as any).endpoint, params(request).id);
     authorize(deps, request, 'identity:update_endpoint');
     await identity.getEndpoint(params(request).id); // 404 before any region gets created
     const input: Record<string, unknown> = await endpointInput((request.body as any).endpoint);

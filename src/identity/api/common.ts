@@ -80,6 +80,12 @@ export function splitExtra<T extends Record<string, unknown>>(body: T, known: st
   return { known: knownPart, extra };
 }
 
+/** Keystone's _require_matching_id: a PATCH body may repeat the entity's id, never change it. */
+export function requireMatchingId(entity: unknown, id: string): void {
+  const given = (entity as { id?: unknown } | null)?.id;
+  if (given !== undefined && given !== null && given !== id) throw new BadRequest('Cannot change ID');
+}
+
 /** JSON schema of a body {<key>: {...}} whose entity has the given properties. */
 export function entitySchema(key: string, properties: Record<string, object>, required: string[] = [], additional = true): object {
   return {

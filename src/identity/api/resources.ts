@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { BadRequest, NotFound } from '../../core/errors.js';
 import { authOf } from '../../http/auth.js';
 import type { Project } from '../service.js';
-import { authorize, boolQuery, entitySchema, flagQuery, idSchema, listBody, listQuery, nameSchema, nullableString, queryOf, splitExtra, v3Url, type IdentityApiDeps } from './common.js';
+import { requireMatchingId, authorize, boolQuery, entitySchema, flagQuery, idSchema, listBody, listQuery, nameSchema, nullableString, queryOf, splitExtra, v3Url, type IdentityApiDeps } from './common.js';
 import { domainView, groupView, projectView, userView } from './views.js';
 
 const tagsSchema = { type: 'array', items: { type: 'string', minLength: 1, maxLength: 255 }, maxItems: 80 };
@@ -37,6 +37,7 @@ export function resourceRoutes(app: FastifyInstance, deps: IdentityApiDeps): voi
     return { domain: domainView(request, await identity.getDomain(params(request).id)) };
   });
   app.patch('/v3/domains/:id', { schema: { body: entitySchema('domain', { ...domainProps, name: nameSchema }) } }, async (request) => {
+    requireMatchingId((request.body as any).domain, params(request).id);
     authorize(deps, request, 'identity:update_domain', { domain_id: params(request).id });
     const { known, extra } = splitExtra((request.body as any).domain, Object.keys(domainProps));
     const domain = await identity.updateDomain(params(request).id, { ...(known as any), description: known.description ?? undefined, extra: Object.keys(extra).length ? extra : undefined });
@@ -91,6 +92,7 @@ export function resourceRoutes(app: FastifyInstance, deps: IdentityApiDeps): voi
     return { project: view };
   });
   app.patch('/v3/projects/:id', { schema: { body: entitySchema('project', projectProps) } }, async (request) => {
+    requireMatchingId((request.body as any).project, params(request).id);
     await loadProject(request, 'identity:update_project');
     const { known, extra } = splitExtra((request.body as any).project, Object.keys(projectProps));
     if (known.is_domain !== undefined) throw new BadRequest('Update of `is_domain` is not allowed.');
@@ -163,6 +165,7 @@ export function resourceRoutes(app: FastifyInstance, deps: IdentityApiDeps): voi
   };
   app.get('/v3/users/:id', async (request) => ({ user: userView(request, await loadUser(request, 'identity:get_user')) }));
   app.patch('/v3/users/:id', { schema: { body: entitySchema('user', userProps) } }, async (request) => {
+    requireMatchingId((request.body as any).user, params(request).id);
     await loadUser(request, 'identity:update_user');
     const { known, extra } = splitExtra((request.body as any).user, Object.keys(userProps));
     const user = await identity.updateUser(params(request).id, { ...(known as any), extra: Object.keys(extra).length ? extra : undefined });
@@ -215,6 +218,7 @@ export function resourceRoutes(app: FastifyInstance, deps: IdentityApiDeps): voi
   };
   app.get('/v3/groups/:id', async (request) => ({ group: groupView(request, await loadGroup(request, 'identity:get_group')) }));
   app.patch('/v3/groups/:id', { schema: { body: entitySchema('group', groupProps) } }, async (request) => {
+    requireMatchingId((request.body as any).group, params(request).id);
     await loadGroup(request, 'identity:update_group');
     const { known, extra } = splitExtra((request.body as any).group, Object.keys(groupProps));
     const group = await identity.updateGroup(params(request).id, { ...(known as any), description: known.description ?? undefined, extra: Object.keys(extra).length ? extra : undefined });

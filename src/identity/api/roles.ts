@@ -3,7 +3,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { BadRequest } from '../../core/errors.js';
 import type { ActorType, Assignment, EffectiveAssignment, TargetType } from '../service.js';
-import { authorize, entitySchema, flagQuery, listBody, nameSchema, nullableString, queryOf, splitExtra, v3Url, type IdentityApiDeps } from './common.js';
+import { requireMatchingId, authorize, entitySchema, flagQuery, listBody, nameSchema, nullableString, queryOf, splitExtra, v3Url, type IdentityApiDeps } from './common.js';
 import { roleRef, roleView } from './views.js';
 
 const roleProps = { name: nameSchema, description: nullableString, domain_id: { type: ['string', 'null'] }, options: { type: 'object' } };
@@ -33,6 +33,7 @@ export function roleRoutes(app: FastifyInstance, deps: IdentityApiDeps): void {
     return { role: roleView(request, role) };
   });
   app.patch('/v3/roles/:id', { schema: { body: entitySchema('role', roleProps) } }, async (request) => {
+    requireMatchingId((request.body as any).role, params(request).id);
     const before = await identity.getRole(params(request).id);
     authorize(deps, request, before.domain_id ? 'identity:update_domain_role' : 'identity:update_role');
     const { known, extra } = splitExtra((request.body as any).role, Object.keys(roleProps));
