@@ -59,7 +59,6 @@ export const identityPolicyDefaults: Record<string, string> = {
   'identity:create_user': 'rule:admin_required',
   'identity:update_user': 'rule:admin_required',
   'identity:delete_user': 'rule:admin_required',
-  'identity:change_password': 'rule:owner',
   'identity:list_groups_for_user': 'rule:system_reader or rule:domain_reader or rule:owner',
 
   'identity:get_group': 'rule:system_reader or rule:domain_reader',

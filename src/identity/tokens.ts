@@ -90,7 +90,11 @@ export class TokenService implements TokenValidator {
       const context = await this.validateToken(tokenId).catch(() => { throw new Unauthorized('The request you have made requires authentication.'); });
       previous = this.decode(tokenId);
       if (previous.appCredId) throw new Forbidden('Application credential tokens cannot be rescoped.');
-      if (context.scope !== 'unscoped' && !this.allowRescope) throw new Forbidden('Rescoping a scoped token is not allowed.');
+      const wanted = auth.scope && typeof auth.scope === 'object' ? auth.scope as Record<string, unknown> : {};
+      if (context.scope === 'system' && (wanted.project !== undefined || wanted.domain !== undefined)) {
+        throw new Forbidden('You are not authorized to perform the requested action: Using a system-scoped token to create a project-scoped or domain-scoped token is not allowed.');
+      }
+      if (context.scope !== 'unscoped' && !this.allowRescope) throw new Forbidden('You are not authorized to perform the requested action: rescope a scoped token.');
       user = await this.identity.getUser(context.userId);
       expiresAt = previous.expiresAt; // a rescoped token never outlives the one it came from
       auditChain = previous.auditIds[previous.auditIds.length - 1];

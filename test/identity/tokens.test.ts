@@ -273,6 +273,21 @@ describe('the token method', () => {
     assertError(bad, bad.status);
   });
 
+  it('a project token rescopes to another project; a system token may not become a project or domain token', async () => {
+    const other = await ic.createProject(unique('rescope-target'));
+    await ic.grantProject(other.id, ic.ids.demoUser, ic.ids.reader);
+    const scoped = await ic.demoToken();
+    const res = await ic.post('/auth/tokens', { auth: { identity: { methods: ['token'], token: { id: scoped } }, scope: { project: { id: other.id } } } });
+    assert.equal(res.status, 201, res.text);
+    assert.equal(res.body.token.project.id, other.id);
+    assert.deepEqual(res.body.token.roles.map((r: any) => r.name), ['reader']);
+
+    const system = await ic.token({ id: ic.ids.adminUser }, ADMIN_PASSWORD, { system: { all: true } });
+    for (const scope of [{ project: { id: ic.ids.adminProject } }, { domain: { id: 'default' } }]) {
+      assertError(await ic.post('/auth/tokens', { auth: { identity: { methods: ['token'], token: { id: system } }, scope } }), 403);
+    }
+  });
+
   it('a revoked token cannot be rescoped', async () => {
     const unscoped = await ic.token({ id: ic.ids.demoUser }, DEMO_PASSWORD, 'unscoped');
     assert.equal((await ic.delete('/auth/tokens', { token: unscoped, subject: unscoped })).status, 204);
