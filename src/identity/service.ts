@@ -296,7 +296,7 @@ export class IdentityService {
       id, name: input.name, domain_id: domainId, enabled: input.enabled === false ? 0 : 1,
       password_hash: input.password ? await bcrypt.hash(input.password, this.rounds) : null,
       password_changed_at: input.password ? now : null, default_project_id: input.default_project_id ?? null,
-      description: input.description ?? null, options: JSON.stringify(input.options ?? {}), extra: JSON.stringify(input.extra ?? {}), created_at: now,
+      description: input.description ?? null, options: JSON.stringify(Object.fromEntries(Object.entries(input.options ?? {}).filter(([, v]) => v !== null))), extra: JSON.stringify(input.extra ?? {}), created_at: now,
     }, `Duplicate entry found with name ${input.name} at domain ${domainId}.`);
     await this.changed({ kind: 'other' }, { type: 'user.created', id });
     return this.getUser(id);
@@ -1028,8 +1028,14 @@ function validateTags(tags: string[]): void {
   }
 }
 
+/** Keystone's user options: booleans, except multi_factor_auth_rules (a list of lists of method names); null unsets. */
 function validateUserOptions(options: Record<string, unknown>): void {
-  for (const key of Object.keys(options)) {
+  for (const [key, value] of Object.entries(options)) {
     if (!USER_OPTIONS.includes(key)) throw new BadRequest(`Invalid input for field 'options': '${key}' is not a supported user option.`);
+    if (value === null) continue;
+    const valid = key === 'multi_factor_auth_rules'
+      ? Array.isArray(value) && value.every((rule) => Array.isArray(rule) && rule.every((m) => typeof m === 'string'))
+      : typeof value === 'boolean';
+    if (!valid) throw new BadRequest(`Invalid input for field 'options/${key}': ${JSON.stringify(value)} is not ${key === 'multi_factor_auth_rules' ? 'a list of lists of method names' : 'a boolean'}.`);
   }
 }

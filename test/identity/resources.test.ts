@@ -272,6 +272,11 @@ describe('users', () => {
     assert.equal(updated.body.user.description, 'Alice');
     assert.deepEqual(updated.body.user.options, { lock_password: true });
     assertError(await ic.patch(`/users/${user.id}`, { user: { options: { no_such_option: true } } }, { token: admin }), 400);
+    assertError(await ic.patch(`/users/${user.id}`, { user: { options: { lock_password: 'yes' } } }, { token: admin }), 400);
+    assertError(await ic.patch(`/users/${user.id}`, { user: { options: { multi_factor_auth_rules: ['password'] } } }, { token: admin }), 400);
+    const rules = await ic.patch(`/users/${user.id}`, { user: { options: { multi_factor_auth_rules: [['password', 'totp']] } } }, { token: admin });
+    assert.equal(rules.status, 200, rules.text);
+    assert.deepEqual(rules.body.user.options, { lock_password: true, multi_factor_auth_rules: [['password', 'totp']] });
   });
 
   it('a locked password cannot be changed by its owner', async () => {
