@@ -57,6 +57,8 @@ export class TokenService implements TokenValidator {
   private revocations: RevocationEvent[] = [];
   private revocationsLoadedAt = 0;
   private revocationsGeneration = -1;
+  /** When this process last recorded a revocation event (ms): tokens issued after it must not match it. */
+  private lastRevocationMs = 0;
 
   constructor(options: TokenServiceOptions) {
     this.identity = options.identity;
@@ -142,7 +144,9 @@ export class TokenService implements TokenValidator {
       methods: [...new Set([...(previous?.methods ?? []), ...methods])],
       scope,
       expiresAt,
-      issuedAt: new Date(),
+      // A revocation matches tokens issued at or before its instant; a token issued right after
+      // one (a login just after a password change, in the same millisecond) must not be caught.
+      issuedAt: new Date(Math.max(Date.now(), this.lastRevocationMs + 1)),
       auditIds: auditChain ? [newAuditId(), auditChain] : [newAuditId()],
       appCredId: appCred?.id,
     };
@@ -352,6 +356,7 @@ export class TokenService implements TokenValidator {
 
   private async insertRevocation(event: Partial<Omit<RevocationEvent, 'issued_before'>>): Promise<void> {
     const now = new Date();
+    this.lastRevocationMs = Math.max(this.lastRevocationMs, now.getTime());
     await this.db.insertInto('identity_revocation_events').values({
       id: randomUUID(), audit_id: event.audit_id ?? null, audit_chain_id: event.audit_chain_id ?? null, user_id: event.user_id ?? null,
       project_id: event.project_id ?? null, domain_id: event.domain_id ?? null, application_credential_id: event.application_credential_id ?? null,

@@ -141,6 +141,23 @@ describe('revocation by identity changes', () => {
   });
 });
 
+describe('revocation and new tokens in the same millisecond', () => {
+  it('a token issued right after a password change, at the very same instant, is valid', async (t) => {
+    const { user } = await memberOfNewProject('pw-same-ms');
+    const { identity, tokens } = ic.cloud.identity;
+    const old = await tokens.authenticate({ identity: { methods: ['password'], password: { user: { id: user.id, password: 'pw-same-ms' } } } });
+    t.mock.timers.enable({ apis: ['Date'], now: Date.now() + 10 }); // the clock stands still from here
+    try {
+      await identity.updateUser(user.id, { password: 'pw-same-ms-2' });
+      const fresh = await tokens.authenticate({ identity: { methods: ['password'], password: { user: { id: user.id, password: 'pw-same-ms-2' } } } });
+      await assert.doesNotReject(tokens.validateToken(fresh.token), 'the fresh token must not match the revocation');
+      await assert.rejects(tokens.validateToken(old.token), 'the old token is revoked');
+    } finally {
+      t.mock.timers.reset();
+    }
+  });
+});
+
 describe('Fernet key rotation', () => {
   it('tokens issued before a rotation still validate; tokens issued after too', async () => {
     const { user, project } = await memberOfNewProject('pw-rotate');
