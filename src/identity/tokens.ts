@@ -129,13 +129,10 @@ export class TokenService implements TokenValidator {
     const userDomain = await this.identity.getDomain(user.domain_id);
     if (!userDomain.enabled) throw new Unauthorized(`Domain ${userDomain.id} is disabled.`);
 
-    let scope = await this.resolveScope(auth.scope, user);
-    if (appCred) {
-      if (auth.scope !== undefined && !(scope.kind === 'project' && scope.id === appCred.projectId)) {
-        throw new Unauthorized('An application credential is bound to its project: it cannot be used with another scope.');
-      }
-      scope = { kind: 'project', id: appCred.projectId };
-    } else if (auth.scope === undefined && previous) {
+    // An application credential always scopes to its own project and, as in Keystone, may not ask for any scope.
+    if (appCred && auth.scope !== undefined) throw new Unauthorized('Error authenticating with application credential: Application credentials cannot request a scope.');
+    let scope: TokenScope = appCred ? { kind: 'project', id: appCred.projectId } : await this.resolveScope(auth.scope, user);
+    if (!appCred && auth.scope === undefined && previous) {
       scope = previous.scope.kind === 'unscoped' ? scope : previous.scope;
     }
 
@@ -183,9 +180,15 @@ export class TokenService implements TokenValidator {
     }
     if (typeof scope === 'string' && scope === 'unscoped') return { kind: 'unscoped' };
     if (typeof scope !== 'object') throw new BadRequest("Invalid input for field 'scope': expected an object.");
-    const s = scope as { project?: any; domain?: any; system?: any; 'OS-TRUST:trust'?: unknown };
-    const given = ['project', 'domain', 'system'].filter((k) => (s as any)[k] !== undefined);
-    if (given.length !== 1) throw new BadRequest("Invalid input for field 'scope': give exactly one of 'project', 'domain' or 'system'.");
+    const s = scope as { project?: any; domain?: any; system?: any; unscoped?: unknown; 'OS-TRUST:trust'?: { id?: string } };
+    const given = ['project', 'domain', 'system', 'unscoped', 'OS-TRUST:trust'].filter((k) => k in s);
+    if (given.length !== 1) {
+      throw new BadRequest('Expecting to find system, project, domain, OS-TRUST:trust or unscoped in scope. The server could not comply with the request since it is either malformed or otherwise incorrect. The client is assumed to be in error.');
+    }
+    // Older keystoneauth sends {"unscoped": {}} for "scope": "unscoped".
+    if (given[0] === 'unscoped') return { kind: 'unscoped' };
+    // Trusts are not implemented: no trust can be found.
+    if (given[0] === 'OS-TRUST:trust') throw new NotFound(`Could not find trust: ${s['OS-TRUST:trust']?.id ?? ''}.`);
     const notFound = (what: string) => () => { throw new Unauthorized(`Could not find ${what} in the requested scope.`); };
     if (s.project) {
       let project: Project;

@@ -120,10 +120,15 @@ describe('POST /v3/auth/tokens with a password', () => {
       assert.equal(token.user.id, user.id);
       for (const key of ['project', 'domain', 'system', 'roles', 'catalog']) assert.equal(token[key], undefined, `unscoped token has ${key}`);
     }
-    // "scope": "unscoped" wins over the default project.
-    const res = await ic.passwordAuth({ id: ic.ids.demoUser }, DEMO_PASSWORD, 'unscoped');
-    assert.equal(res.status, 201, res.text);
-    assert.equal(res.body.token.project, undefined);
+    // "scope": "unscoped" (or older keystoneauth's {"unscoped": {}}) wins over the default project.
+    for (const scope of ['unscoped', { unscoped: {} }] as const) {
+      const res = await ic.passwordAuth({ id: ic.ids.demoUser }, DEMO_PASSWORD, scope as any);
+      assert.equal(res.status, 201, res.text);
+      assert.equal(res.body.token.project, undefined);
+    }
+    // More than one scope, or none of the known ones, is a 400.
+    assertError(await ic.passwordAuth({ id: ic.ids.demoUser }, DEMO_PASSWORD, { project: { id: ic.ids.demoProject }, system: { all: true } } as any), 400);
+    assertError(await ic.passwordAuth({ id: ic.ids.demoUser }, DEMO_PASSWORD, {} as any), 400);
   });
 
   it('domain scope, by domain id and by domain name', async () => {
