@@ -14,8 +14,8 @@ export function toNuboError(err: unknown): NuboError {
     const field = v.keyword === 'required' ? (v.params as { missingProperty: string }).missingProperty
       : v.keyword === 'additionalProperties' ? (v.params as { additionalProperty: string }).additionalProperty
       : where;
-    const message = v.keyword === 'additionalProperties'
-      ? `Additional properties are not allowed ('${field}' was unexpected)`
+    const message = v.keyword === 'additionalProperties' ? `Additional properties are not allowed ('${field}' was unexpected)`
+      : v.keyword === 'required' ? `'${field}' is a required property`
       : `'${field}' ${v.message}`;
     return new BadRequest(`Invalid input for field '${where || fe.validationContext || 'body'}': ${message}`);
   }
