@@ -5,7 +5,8 @@
 set -euo pipefail
 
 # Debian's openstack CLI drives the compatibility tests (test/cli).
-packages=(python3-openstackclient)
+# qemu-utils gives qemu-img, which the image service uses to inspect and convert images.
+packages=(python3-openstackclient qemu-utils)
 
 missing=()
 for pkg in "${packages[@]}"; do

@@ -11,6 +11,7 @@ import { createHttpApp } from '../http/app.js';
 import { PolicyEngine } from '../http/policy.js';
 import { createIdentity, type Identity } from '../identity/index.js';
 import { bootstrapIdentity, type CatalogService } from '../identity/bootstrap.js';
+import { createImageService, type Image } from '../image/index.js';
 
 export interface CloudOptions {
   dataDir: string;
@@ -29,12 +30,16 @@ export interface Cloud {
   database: Database;
   bus: Bus;
   identity: Identity;
+  image: Image;
   config: Config;
   close(): Promise<void>;
 }
 
 /** The APIs this process serves: type, code name and where under the root they live. */
-const SERVICES = [{ type: 'identity', name: 'keystone', path: '/identity', description: 'Identity Service' }];
+const SERVICES = [
+  { type: 'identity', name: 'keystone', path: '/identity', description: 'Identity Service' },
+  { type: 'image', name: 'glance', path: '/image', description: 'Image Service' },
+];
 
 export async function startCloud(options: CloudOptions): Promise<Cloud> {
   mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
@@ -47,11 +52,13 @@ export async function startCloud(options: CloudOptions): Promise<Cloud> {
   const bus = createBus(config.get('messaging', 'transport_url', 'memory://'));
   const policy = new PolicyEngine();
   const identity = await createIdentity({ config, database, bus, policy, dataDir: options.dataDir });
+  const image = await createImageService({ config, database, policy, tokens: identity.tokens, dataDir: options.dataDir, logger: logger.child('image') });
   const policyFile = config.getOptional('oslo_policy', 'policy_file');
   if (policyFile) policy.loadOverrides(policyFile);
 
   const app = createHttpApp({ logger: logger.child('http') });
   app.register(identity.api, { prefix: '/identity' });
+  app.register(image.api, { prefix: '/image' });
   const serviceUrls = (base: string): CatalogService[] => SERVICES.map((s) => ({ type: s.type, name: s.name, description: s.description, url: `${base}${s.path}` }));
   app.get('/', async (request) => {
     const base = `${request.protocol}://${request.headers.host}`;
@@ -73,9 +80,10 @@ export async function startCloud(options: CloudOptions): Promise<Cloud> {
   writeOpenrc(options.dataDir, publicBase, region, passwords);
 
   return {
-    url: publicBase, app, database, bus, identity, config,
+    url: publicBase, app, database, bus, identity, image, config,
     close: async () => {
       await app.close();
+      await image.images.settle();
       await bus.close();
       await database.close();
     },

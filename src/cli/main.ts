@@ -6,6 +6,7 @@ import { Config } from '../core/config.js';
 import { createLogger } from '../core/log.js';
 import { defaultConnection, migrateService, openDatabase } from '../db/index.js';
 import { identityMigrations } from '../identity/db/migrations.js';
+import { imageMigrations } from '../image/db/migrations.js';
 import { fernetKeyRepository } from '../identity/index.js';
 import { startCloud } from './cloud.js';
 
@@ -63,8 +64,10 @@ export async function main(argv: string[]): Promise<void> {
     const config = loadConfig(dataDir, values.config as string | undefined);
     const database = await openDatabase(config.get('database', 'connection', defaultConnection(dataDir)));
     try {
-      const applied = await migrateService(database, 'identity', identityMigrations);
-      process.stdout.write(`identity: ${applied.length ? applied.join(', ') : 'up to date'}\n`);
+      for (const [service, migrations] of [['identity', identityMigrations], ['image', imageMigrations]] as const) {
+        const applied = await migrateService(database, service, migrations);
+        process.stdout.write(`${service}: ${applied.length ? applied.join(', ') : 'up to date'}\n`);
+      }
     } finally {
       await database.close();
     }
