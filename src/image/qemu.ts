@@ -70,7 +70,8 @@ export async function inspectImage(path: string, diskFormat: string): Promise<In
     if (detected.format !== 'raw') {
       throw new Error(`Image disk_format is '${diskFormat}' but its content is ${detected.format}; refusing it.`);
     }
-    return { virtualSize: diskFormat === 'raw' ? detected['virtual-size'] ?? null : null };
+    // qemu-img rounds raw sizes up to whole sectors; the service uses the byte size for raw.
+    return { virtualSize: null };
   }
   if (!qemuFormat) return { virtualSize: null };
   if (detected.format !== qemuFormat) {

@@ -514,7 +514,7 @@ export class ImageService {
     try {
       stored = await this.store.add(id, data, remaining === undefined ? {} : { maxBytes: remaining, onLimit: this.sizeQuotaError(image.owner, remaining) });
       const inspection = await this.inspect(this.store, id, image.disk_format!);
-      return await this.activate(id, 'saving', stored, inspection.virtualSize);
+      return await this.activate(id, 'saving', stored, image.disk_format === 'raw' ? stored.size : inspection.virtualSize);
     } catch (err) {
       await this.kill(id, this.store, err);
       throw asClientError(err);
@@ -575,7 +575,7 @@ export class ImageService {
       const stored = await this.store.add(id, source, remaining === undefined ? {} : { maxBytes: remaining, onLimit: this.sizeQuotaError(image.owner, remaining) });
       const inspection = await this.inspect(this.store, id, diskFormat);
       if (diskFormat !== image.disk_format) await this.db.updateTable('image_images').set({ disk_format: diskFormat }).where('id', '=', id).execute();
-      await this.activate(id, 'importing', stored, inspection.virtualSize);
+      await this.activate(id, 'importing', stored, diskFormat === 'raw' ? stored.size : inspection.virtualSize);
       await this.staging.delete(id);
     } catch (err) {
       await this.staging.delete(id).catch(() => undefined);
