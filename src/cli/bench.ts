@@ -1,4 +1,40 @@
 // `nubo bench <what>`: throughput measurements whose results go to docs/BENCHMARKS.md.
-export async function runBench(what: string[], _argv: string[]): Promise<void> {
-  throw new Error(`unknown benchmark: ${what.join(' ')}`);
+import { parseArgs } from 'node:util';
+import { benchIdentity, formatIdentityReport } from './bench/identity.js';
+
+const USAGE = `usage: nubo bench identity [options]
+
+  token issue and validation, in-process and over HTTP, on a throwaway all-in-one cloud
+  --duration SECONDS   length of each measurement (default 5, after a warm-up of up to 1 s)
+  --concurrency N      requests in flight over HTTP (default 32)
+  --database URL       run on PostgreSQL or MariaDB (a database of its own: bootstrap resets
+                       the admin password) instead of SQLite in a temporary directory
+  --json               print the results as JSON
+`;
+
+/**
+ * `what` is what main() took for positionals; its lenient parse cannot know that
+ * `--duration 5` takes a value, so the command line is parsed again here with the options.
+ */
+export async function runBench(_what: string[], argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      duration: { type: 'string', default: '5' },
+      concurrency: { type: 'string', default: '32' },
+      database: { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  const what = positionals.slice(positionals.indexOf('bench') + 1).join(' ');
+  const progress = (line: string) => process.stderr.write(`${line}\n`);
+  if (what !== 'identity') throw new Error(`unknown benchmark: ${what || '(none)'}\n${USAGE}`);
+  const durationSeconds = Number(values.duration);
+  if (!Number.isFinite(durationSeconds) || durationSeconds <= 0) throw new Error(`--duration must be a positive number of seconds, got ${values.duration}`);
+  const concurrency = Number(values.concurrency);
+  if (!Number.isInteger(concurrency) || concurrency < 1) throw new Error(`--concurrency must be a positive integer, got ${values.concurrency}`);
+
+  const report = await benchIdentity({ durationSeconds, concurrency, database: values.database }, progress);
+  process.stdout.write(values.json ? JSON.stringify(report, null, 2) + '\n' : formatIdentityReport(report));
 }
