@@ -1,14 +1,22 @@
 // `nubo bench <what>`: throughput measurements whose results go to docs/BENCHMARKS.md.
 import { parseArgs } from 'node:util';
 import { benchIdentity, formatIdentityReport } from './bench/identity.js';
+import { benchImage, formatImageReport } from './bench/image.js';
 
-const USAGE = `usage: nubo bench identity [options]
+const USAGE = `usage: nubo bench identity|image [options]
 
+nubo bench identity
   token issue and validation, in-process and over HTTP, on a throwaway all-in-one cloud
   --duration SECONDS   length of each measurement (default 5, after a warm-up of up to 1 s)
   --concurrency N      requests in flight over HTTP (default 32)
   --database URL       run on PostgreSQL or MariaDB (a database of its own: bootstrap resets
                        the admin password) instead of SQLite in a temporary directory
+  --json               print the results as JSON
+
+nubo bench image
+  upload and download of one image over HTTP beside cp of the same file, and the server's
+  peak RSS, on a throwaway all-in-one cloud (the HTTP client is a separate process)
+  --size-mb N          size of the image file in MiB (default 1024)
   --json               print the results as JSON
 `;
 
@@ -24,11 +32,19 @@ export async function runBench(_what: string[], argv: string[]): Promise<void> {
       duration: { type: 'string', default: '5' },
       concurrency: { type: 'string', default: '32' },
       database: { type: 'string' },
+      'size-mb': { type: 'string', default: '1024' },
       json: { type: 'boolean', default: false },
     },
   });
   const what = positionals.slice(positionals.indexOf('bench') + 1).join(' ');
   const progress = (line: string) => process.stderr.write(`${line}\n`);
+  if (what === 'image') {
+    const sizeMb = Number(values['size-mb']);
+    if (!Number.isInteger(sizeMb) || sizeMb < 1) throw new Error(`--size-mb must be a positive integer, got ${values['size-mb']}`);
+    const report = await benchImage({ sizeMb }, progress);
+    process.stdout.write(values.json ? JSON.stringify(report, null, 2) + '\n' : formatImageReport(report));
+    return;
+  }
   if (what !== 'identity') throw new Error(`unknown benchmark: ${what || '(none)'}\n${USAGE}`);
   const durationSeconds = Number(values.duration);
   if (!Number.isFinite(durationSeconds) || durationSeconds <= 0) throw new Error(`--duration must be a positive number of seconds, got ${values.duration}`);
