@@ -17,6 +17,7 @@ const USAGE = `usage: nubo <command> [options]
   db migrate  apply every service's database migrations   --data-dir DIR  --config FILE
   keys rotate rotate the Fernet token keys                --data-dir DIR  --config FILE
   bench identity   measure token issue and validation     (see docs/BENCHMARKS.md)
+  bench image      1 GiB image upload and download over HTTP beside cp
 `;
 
 const commonOptions = {
