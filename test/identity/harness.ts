@@ -2,22 +2,12 @@
 // in-process on a random port with a temporary data dir, and drives Keystone v3 over
 // real HTTP with the global fetch. One server per test file; close it in `after`.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { startCloud, type Cloud } from '../../src/cli/cloud.js';
-import { Config, type ConfigValues } from '../../src/core/config.js';
+import { rmSync } from 'node:fs';
+import type { Cloud } from '../../src/cli/cloud.js';
+import type { ConfigValues } from '../../src/core/config.js';
+import { ADMIN_PASSWORD, DEMO_PASSWORD, send, startTestCloud, type ApiResponse } from '../support/in-process.js';
 
-export const ADMIN_PASSWORD = 'admin-Pa55word';
-export const DEMO_PASSWORD = 'demo-Pa55word';
-
-export interface ApiResponse<T = any> {
-  status: number;
-  headers: Headers;
-  /** The parsed JSON body, or undefined when the body is empty or not JSON. */
-  body: T;
-  text: string;
-}
+export { ADMIN_PASSWORD, DEMO_PASSWORD, sleep, unique, type ApiResponse } from '../support/in-process.js';
 
 export interface CallOptions {
   /** X-Auth-Token. */
@@ -69,16 +59,7 @@ export class IdentityCloud {
     if (options.raw !== undefined) body = options.raw;
     else if (options.body !== undefined) body = JSON.stringify(options.body);
     if (body !== undefined && !Object.keys(headers).some((h) => h.toLowerCase() === 'content-type')) headers['Content-Type'] = 'application/json';
-    const url = /^https?:/.test(path) ? path : this.v3(path);
-    const response = await fetch(url, { method, headers, body });
-    const text = await response.text();
-    let parsed: unknown;
-    try {
-      parsed = text ? JSON.parse(text) : undefined;
-    } catch {
-      parsed = undefined;
-    }
-    return { status: response.status, headers: response.headers, body: parsed as T, text };
+    return send<T>(/^https?:/.test(path) ? path : this.v3(path), method, headers, body);
   }
 
   get = (path: string, options?: CallOptions) => this.call('GET', path, options);
@@ -149,11 +130,8 @@ export class IdentityCloud {
 
 /** Starts a cloud with fast bcrypt and the given extra options; looks up the bootstrap ids. */
 export async function startIdentityCloud(options: ConfigValues = {}): Promise<IdentityCloud> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'nubo-identity-test-'));
-  const values: ConfigValues = { DEFAULT: { log_level: 'warn' }, identity: { password_hash_rounds: '4' } };
-  for (const [section, opts] of Object.entries(options)) values[section] = { ...(values[section] ?? {}), ...opts };
+  const { cloud, dataDir } = await startTestCloud('identity', options);
   try {
-    const cloud = await startCloud({ dataDir, host: '127.0.0.1', port: 0, adminPassword: ADMIN_PASSWORD, demoPassword: DEMO_PASSWORD, config: new Config(values, {}) });
     const ic = new IdentityCloud(cloud, dataDir);
     const svc = cloud.identity.identity;
     const adminUser = await svc.findUserByName('admin', 'default');
@@ -165,6 +143,7 @@ export async function startIdentityCloud(options: ConfigValues = {}): Promise<Id
     };
     return ic;
   } catch (err) {
+    await cloud.close();
     rmSync(dataDir, { recursive: true, force: true });
     throw err;
   }
@@ -186,13 +165,4 @@ export function assertError(res: ApiResponse, status: number, message?: RegExp |
   assert.ok(res.body.error.message.length > 0, 'empty error message');
   if (typeof message === 'string') assert.ok(res.body.error.message.includes(message), `message "${res.body.error.message}" does not mention "${message}"`);
   else if (message) assert.match(res.body.error.message, message);
-}
-
-export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** A unique name for test fixtures. */
-let counter = 0;
-export function unique(prefix: string): string {
-  counter++;
-  return `${prefix}-${process.pid}-${counter}`;
 }

@@ -5,19 +5,12 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startCloud, type Cloud } from '../../src/cli/cloud.js';
-import { Config, type ConfigValues } from '../../src/core/config.js';
+import type { Cloud } from '../../src/cli/cloud.js';
+import type { ConfigValues } from '../../src/core/config.js';
+import { ADMIN_PASSWORD, DEMO_PASSWORD, send, startTestCloud, type ApiResponse } from '../support/in-process.js';
 
-export const ADMIN_PASSWORD = 'admin-Pa55word';
-export const DEMO_PASSWORD = 'demo-Pa55word';
+export { ADMIN_PASSWORD, DEMO_PASSWORD, sleep, unique, type ApiResponse } from '../support/in-process.js';
 export const JSON_PATCH = 'application/openstack-images-v2.1-json-patch';
-
-export interface ApiResponse<T = any> {
-  status: number;
-  headers: Headers;
-  body: T;
-  text: string;
-}
 
 export interface CallOptions {
   token?: string;
@@ -51,11 +44,7 @@ export class ImageCloud {
       body = JSON.stringify(options.body);
       headers['Content-Type'] ??= 'application/json';
     }
-    const response = await fetch(this.url(path), { method, headers, body });
-    const text = await response.text();
-    let parsed: unknown;
-    try { parsed = text ? JSON.parse(text) : undefined; } catch { parsed = undefined; }
-    return { status: response.status, headers: response.headers, body: parsed as T, text };
+    return send<T>(this.url(path), method, headers, body);
   }
 
   get = (path: string, options?: CallOptions) => this.call('GET', path, options);
@@ -121,11 +110,8 @@ export class ImageCloud {
 }
 
 export async function startImageCloud(options: ConfigValues = {}): Promise<ImageCloud> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'nubo-image-test-'));
-  const values: ConfigValues = { DEFAULT: { log_level: 'warn' }, identity: { password_hash_rounds: '4' } };
-  for (const [section, opts] of Object.entries(options)) values[section] = { ...(values[section] ?? {}), ...opts };
+  const { cloud, dataDir } = await startTestCloud('image', options);
   try {
-    const cloud = await startCloud({ dataDir, host: '127.0.0.1', port: 0, adminPassword: ADMIN_PASSWORD, demoPassword: DEMO_PASSWORD, config: new Config(values, {}) });
     const ic = new ImageCloud(cloud, dataDir);
     const admin = await ic.token('admin', ADMIN_PASSWORD, 'admin');
     const demo = await ic.token('demo', DEMO_PASSWORD, 'demo');
@@ -135,6 +121,7 @@ export async function startImageCloud(options: ConfigValues = {}): Promise<Image
     ic.demoProject = demo.projectId;
     return ic;
   } catch (err) {
+    await cloud.close();
     rmSync(dataDir, { recursive: true, force: true });
     throw err;
   }
@@ -161,12 +148,4 @@ export function scratchDir(): string {
   const dir = mkdtempSync(join(tmpdir(), 'nubo-image-scratch-'));
   process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
   return dir;
-}
-
-export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-let counter = 0;
-export function unique(prefix: string): string {
-  counter++;
-  return `${prefix}-${process.pid}-${counter}`;
 }

@@ -1,0 +1,55 @@
+// Shared by the in-process integration harnesses (test/identity, test/image): the real
+// all-in-one cloud in this process on a random port with a temporary data dir and fast
+// bcrypt, and one way to send a request over real HTTP and read the answer.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startCloud, type Cloud } from '../../src/cli/cloud.js';
+import { Config, type ConfigValues } from '../../src/core/config.js';
+
+export const ADMIN_PASSWORD = 'admin-Pa55word';
+export const DEMO_PASSWORD = 'demo-Pa55word';
+
+export interface ApiResponse<T = any> {
+  status: number;
+  headers: Headers;
+  /** The parsed JSON body, or undefined when the body is empty or not JSON. */
+  body: T;
+  text: string;
+}
+
+/** Sends one request with the global fetch and parses a JSON answer when there is one. */
+export async function send<T = any>(url: string, method: string, headers: Record<string, string>, body?: BodyInit): Promise<ApiResponse<T>> {
+  const response = await fetch(url, { method, headers, body });
+  const text = await response.text();
+  let parsed: unknown;
+  try {
+    parsed = text ? JSON.parse(text) : undefined;
+  } catch {
+    parsed = undefined;
+  }
+  return { status: response.status, headers: response.headers, body: parsed as T, text };
+}
+
+/** Starts a cloud with the given extra options on top of quiet logs and bcrypt cost 4. */
+export async function startTestCloud(name: string, options: ConfigValues = {}): Promise<{ cloud: Cloud; dataDir: string }> {
+  const dataDir = mkdtempSync(join(tmpdir(), `nubo-${name}-test-`));
+  const values: ConfigValues = { DEFAULT: { log_level: 'warn' }, identity: { password_hash_rounds: '4' } };
+  for (const [section, opts] of Object.entries(options)) values[section] = { ...(values[section] ?? {}), ...opts };
+  try {
+    const cloud = await startCloud({ dataDir, host: '127.0.0.1', port: 0, adminPassword: ADMIN_PASSWORD, demoPassword: DEMO_PASSWORD, config: new Config(values, {}) });
+    return { cloud, dataDir };
+  } catch (err) {
+    rmSync(dataDir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A unique name for test fixtures. */
+let counter = 0;
+export function unique(prefix: string): string {
+  counter++;
+  return `${prefix}-${process.pid}-${counter}`;
+}
