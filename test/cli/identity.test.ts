@@ -3,7 +3,7 @@
 // order and build on each other (a project made early is used for role assignments later).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { openstack, openstackCliSkipReason, openstackJson, startCloud, type CliResult, type Cloud, type Env } from '../support/cloud.js';
+import { openstack, openstackCliSkipReason, openstackFails, openstackJson, openstackOk, startCloud, type Cloud, type Env } from '../support/cloud.js';
 
 const skip = openstackCliSkipReason();
 
@@ -52,19 +52,8 @@ describe('openstack CLI: identity', { skip }, () => {
   });
 
   const json = <T = any>(env: Env, args: string[]) => openstackJson<T>(env, args);
-  /** Runs a command that must succeed, returning its stdout. */
-  const ok = async (env: Env, args: string[]): Promise<string> => {
-    const result = await openstack(env, args);
-    assert.equal(result.code, 0, `openstack ${args.join(' ')} failed:\n${result.stderr}`);
-    return result.stdout;
-  };
-  /** Runs a command that must fail with stderr matching `expected`. */
-  const fails = async (env: Env, args: string[], expected: RegExp): Promise<CliResult> => {
-    const result = await openstack(env, args);
-    assert.notEqual(result.code, 0, `openstack ${args.join(' ')} should have failed; stdout:\n${result.stdout}`);
-    assert.match(result.stderr, expected, `openstack ${args.join(' ')}: unexpected stderr`);
-    return result;
-  };
+  const ok = openstackOk;
+  const fails = openstackFails;
   const names = (rows: Array<{ Name: string }>) => rows.map((row) => row.Name);
   const NOT_AUTHENTICATED = /HTTP 401|The request you have made requires authentication/;
   const FORBIDDEN = /HTTP 403|You are not authorized/;

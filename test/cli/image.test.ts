@@ -13,7 +13,7 @@ import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { openstack, openstackCliSkipReason, openstackJson, repoRoot, startCloud, type CliResult, type Cloud, type Env } from '../support/cloud.js';
+import { openstack, openstackCliSkipReason, openstackFails, openstackJson, openstackOk, repoRoot, startCloud, type Cloud, type Env } from '../support/cloud.js';
 
 /** Why the suite cannot run: no CLI, or no qemu-img (installed by scripts/install-system-deps.sh). */
 function skipReason(): string | undefined {
@@ -68,19 +68,8 @@ describe('openstack CLI: image', { skip }, () => {
   });
 
   const json = <T = any>(env: Env, args: string[]) => openstackJson<T>(env, args);
-  /** Runs a command that must succeed, returning its stdout. */
-  const ok = async (env: Env, args: string[]): Promise<string> => {
-    const result = await openstack(env, args);
-    assert.equal(result.code, 0, `openstack ${args.join(' ')} failed:\n${result.stderr}`);
-    return result.stdout;
-  };
-  /** Runs a command that must fail with stderr matching `expected`. */
-  const fails = async (env: Env, args: string[], expected: RegExp): Promise<CliResult> => {
-    const result = await openstack(env, args);
-    assert.notEqual(result.code, 0, `openstack ${args.join(' ')} should have failed; stdout:\n${result.stdout}`);
-    assert.match(result.stderr, expected, `openstack ${args.join(' ')}: unexpected stderr`);
-    return result;
-  };
+  const ok = openstackOk;
+  const fails = openstackFails;
   const listNames = async (env: Env, extra: string[] = []) => (await json<Array<{ Name: string }>>(env, ['image', 'list', ...extra])).map((row) => row.Name);
   /** Paths below DIR/images that belong to the image: the file store names its files by image id. */
   const storedFilesOf = (imageId: string) => filesUnder(imagesDir).filter((file) => file.path.includes(imageId));

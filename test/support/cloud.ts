@@ -1,6 +1,7 @@
 // Test harness: runs the real all-in-one cloud (`bin/nubo up`) as a child process on a
 // free port in a temporary data dir, and drives it with Debian's real `openstack` CLI.
 // Shared by the CLI compatibility suites (identity, compute, image, network, ...).
+import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -309,6 +310,21 @@ export async function openstackJson<T = any>(env: Env, args: string[], opts: Cli
   } catch {
     throw new Error(`openstack ${args.join(' ')} -f json printed no JSON:\n${result.stdout}\nstderr:\n${result.stderr}`);
   }
+}
+
+/** Runs a command that must succeed, returning its stdout. */
+export async function openstackOk(env: Env, args: string[]): Promise<string> {
+  const result = await openstack(env, args);
+  assert.equal(result.code, 0, `openstack ${args.join(' ')} failed:\n${result.stderr}`);
+  return result.stdout;
+}
+
+/** Runs a command that must fail with stderr matching `expected`. */
+export async function openstackFails(env: Env, args: string[], expected: RegExp): Promise<CliResult> {
+  const result = await openstack(env, args);
+  assert.notEqual(result.code, 0, `openstack ${args.join(' ')} should have failed; stdout:\n${result.stdout}`);
+  assert.match(result.stderr, expected, `openstack ${args.join(' ')}: unexpected stderr`);
+  return result;
 }
 
 /**
