@@ -14,12 +14,12 @@
 // run); anything published while disconnected waits for the reconnect, up to its timeout.
 
 import { randomUUID } from 'node:crypto';
-import { hostname } from 'node:os';
 import amqp from 'amqplib';
 import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import { InternalError, ServiceUnavailable } from '../core/errors.js';
 import { createLogger } from '../core/log.js';
 import { callTimeout, handlerFor, rebuildError, serializeError } from './errors.js';
+import { defaultPublisherId, newNotification, type NotifyOptions } from './notification.js';
 import type { Bus, BusOptions, CallOptions, Notification, RpcContext, RpcHandler, Subscription } from './types.js';
 
 const log = createLogger('bus.amqp');
@@ -90,7 +90,7 @@ export class AmqpBus implements Bus {
     if (!urls.length) throw new Error('AmqpBus needs at least one broker URL');
     this.urls = urls;
     this.timeoutMs = options.timeoutMs ?? 60000;
-    this.publisherId = options.publisherId ?? `nubo.${hostname()}`;
+    this.publisherId = options.publisherId ?? defaultPublisherId();
     this.startConnecting();
   }
 
@@ -152,16 +152,9 @@ export class AmqpBus implements Bus {
     });
   }
 
-  async notify(eventType: string, payload: unknown, options: { publisherId?: string; priority?: Notification['priority'] } = {}): Promise<void> {
+  async notify(eventType: string, payload: unknown, options: NotifyOptions = {}): Promise<void> {
     this.assertOpen();
-    const body = encode({
-      eventType,
-      publisherId: options.publisherId ?? this.publisherId,
-      priority: options.priority ?? 'INFO',
-      payload,
-      timestamp: new Date().toISOString(),
-      messageId: randomUUID(),
-    } satisfies Notification);
+    const body = encode(newNotification(eventType, payload, options, this.publisherId));
     await this.publish(`notification ${eventType}`, deadlineIn(this.timeoutMs), null, (ch) => {
       ch.publish(NOTIFY_EXCHANGE, eventType, body, { contentType: 'application/json' });
     });

@@ -3,11 +3,10 @@
 // (never inside call()), arguments and results go through JSON, errors are rebuilt from
 // {name, message, status}, and a call nobody answers times out.
 
-import { randomUUID } from 'node:crypto';
-import { hostname } from 'node:os';
 import { ServiceUnavailable } from '../core/errors.js';
 import { createLogger } from '../core/log.js';
 import { callTimeout, handlerFor, rebuildError, serializeError, type SerializedError } from './errors.js';
+import { defaultPublisherId, newNotification, type NotifyOptions } from './notification.js';
 import type { Bus, BusOptions, CallOptions, Notification, RpcContext, RpcHandler, Subscription } from './types.js';
 
 const log = createLogger('bus.memory');
@@ -60,7 +59,7 @@ export class MemoryBus implements Bus {
   constructor(options: MemoryBusOptions = {}) {
     this.broker = options.broker ?? new MemoryBroker();
     this.timeoutMs = options.timeoutMs ?? 60000;
-    this.publisherId = options.publisherId ?? `nubo.${hostname()}`;
+    this.publisherId = options.publisherId ?? defaultPublisherId();
   }
 
   async serve(topic: string, handlers: Record<string, RpcHandler>): Promise<Subscription> {
@@ -120,16 +119,9 @@ export class MemoryBus implements Bus {
     });
   }
 
-  async notify(eventType: string, payload: unknown, options: { publisherId?: string; priority?: Notification['priority'] } = {}): Promise<void> {
+  async notify(eventType: string, payload: unknown, options: NotifyOptions = {}): Promise<void> {
     this.assertOpen();
-    const text = JSON.stringify({
-      eventType,
-      publisherId: options.publisherId ?? this.publisherId,
-      priority: options.priority ?? 'INFO',
-      payload,
-      timestamp: new Date().toISOString(),
-      messageId: randomUUID(),
-    } satisfies Notification);
+    const text = JSON.stringify(newNotification(eventType, payload, options, this.publisherId));
     setImmediate(() => {
       for (const l of this.broker.listeners) {
         if (!eventType.startsWith(l.prefix)) continue;
