@@ -129,9 +129,8 @@ export class IdentityCloud {
 }
 
 /** Starts a cloud with fast bcrypt and the given extra options; looks up the bootstrap ids. */
-export async function startIdentityCloud(options: ConfigValues = {}): Promise<IdentityCloud> {
-  const { cloud, dataDir } = await startTestCloud('identity', options);
-  try {
+export function startIdentityCloud(options: ConfigValues = {}): Promise<IdentityCloud> {
+  return startTestCloud('identity', options, async (cloud, dataDir) => {
     const ic = new IdentityCloud(cloud, dataDir);
     const svc = cloud.identity.identity;
     const adminUser = await svc.findUserByName('admin', 'default');
@@ -142,11 +141,7 @@ export async function startIdentityCloud(options: ConfigValues = {}): Promise<Id
       admin: (await svc.findRoleByName('admin')).id, member: (await svc.findRoleByName('member')).id, reader: (await svc.findRoleByName('reader')).id,
     };
     return ic;
-  } catch (err) {
-    await cloud.close();
-    rmSync(dataDir, { recursive: true, force: true });
-    throw err;
-  }
+  });
 }
 
 /**

@@ -109,9 +109,8 @@ export class ImageCloud {
   }
 }
 
-export async function startImageCloud(options: ConfigValues = {}): Promise<ImageCloud> {
-  const { cloud, dataDir } = await startTestCloud('image', options);
-  try {
+export function startImageCloud(options: ConfigValues = {}): Promise<ImageCloud> {
+  return startTestCloud('image', options, async (cloud, dataDir) => {
     const ic = new ImageCloud(cloud, dataDir);
     const admin = await ic.token('admin', ADMIN_PASSWORD, 'admin');
     const demo = await ic.token('demo', DEMO_PASSWORD, 'demo');
@@ -120,11 +119,7 @@ export async function startImageCloud(options: ConfigValues = {}): Promise<Image
     ic.demoToken = demo.token;
     ic.demoProject = demo.projectId;
     return ic;
-  } catch (err) {
-    await cloud.close();
-    rmSync(dataDir, { recursive: true, force: true });
-    throw err;
-  }
+  });
 }
 
 /** Glance's JSON error body: {"message", "code": "404 Not Found", "title"}. */

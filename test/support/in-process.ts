@@ -31,15 +31,20 @@ export async function send<T = any>(url: string, method: string, headers: Record
   return { status: response.status, headers: response.headers, body: parsed as T, text };
 }
 
-/** Starts a cloud with the given extra options on top of quiet logs and bcrypt cost 4. */
-export async function startTestCloud(name: string, options: ConfigValues = {}): Promise<{ cloud: Cloud; dataDir: string }> {
+/**
+ * Starts a cloud with the given extra options on top of quiet logs and bcrypt cost 4, then
+ * lets the harness prepare its handle; a failure on the way stops the cloud and removes its data.
+ */
+export async function startTestCloud<T>(name: string, options: ConfigValues, prepare: (cloud: Cloud, dataDir: string) => Promise<T>): Promise<T> {
   const dataDir = mkdtempSync(join(tmpdir(), `nubo-${name}-test-`));
   const values: ConfigValues = { DEFAULT: { log_level: 'warn' }, identity: { password_hash_rounds: '4' } };
   for (const [section, opts] of Object.entries(options)) values[section] = { ...(values[section] ?? {}), ...opts };
+  let cloud: Cloud | undefined;
   try {
-    const cloud = await startCloud({ dataDir, host: '127.0.0.1', port: 0, adminPassword: ADMIN_PASSWORD, demoPassword: DEMO_PASSWORD, config: new Config(values, {}) });
-    return { cloud, dataDir };
+    cloud = await startCloud({ dataDir, host: '127.0.0.1', port: 0, adminPassword: ADMIN_PASSWORD, demoPassword: DEMO_PASSWORD, config: new Config(values, {}) });
+    return await prepare(cloud, dataDir);
   } catch (err) {
+    await cloud?.close();
     rmSync(dataDir, { recursive: true, force: true });
     throw err;
   }
