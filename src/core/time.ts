@@ -2,7 +2,3 @@
 export function isoMicro(date: Date): string {
   return date.toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
 }
-/** ISO 8601 without fractional seconds or zone, as Nova renders timestamps. */
-export function isoSeconds(date: Date): string {
-  return date.toISOString().replace(/\.\d{3}Z$/, '');
-}

@@ -75,6 +75,7 @@ describe('paging', () => {
     assert.deepEqual(last.items.map((i) => i.id), ['c', 'd', 'e']);
     assert.equal(last.next, undefined);
     assert.equal(nextPageUrl('http://h/v2/images?limit=2&marker=a', 'b'), 'http://h/v2/images?limit=2&marker=b');
+    assert.equal(nextPageUrl('/v2/images?limit=2', 'b'), '/v2/images?limit=2&marker=b');
   });
   it('caps limit at the maximum and refuses bad values and unknown markers', () => {
     assert.equal(parsePaging({ limit: '5000' }, 1000).limit, 1000);

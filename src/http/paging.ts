@@ -29,9 +29,10 @@ export function pageOf<T>(items: T[], idOf: (item: T) => string, page: PageReque
   return { items: slice, next: full ? idOf(slice[slice.length - 1]) : undefined };
 }
 
-/** The URL of the next page: the request URL with marker replaced. */
+/** The URL of the next page: the request URL (absolute, or a path with its query) with marker replaced. */
 export function nextPageUrl(requestUrl: string, marker: string): string {
-  const url = new URL(requestUrl);
-  url.searchParams.set('marker', marker);
-  return url.toString();
+  const [path, query = ''] = requestUrl.split('?', 2);
+  const params = new URLSearchParams(query);
+  params.set('marker', marker);
+  return `${path}?${params.toString()}`;
 }

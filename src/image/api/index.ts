@@ -5,7 +5,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { BadRequest, Forbidden, UnsupportedMediaType } from '../../core/errors.js';
 import { authOf, requireAuthentication, type TokenValidator } from '../../http/auth.js';
 import { useErrorFormat } from '../../http/errors.js';
-import { pageOf, parsePaging } from '../../http/paging.js';
+import { nextPageUrl, pageOf, parsePaging } from '../../http/paging.js';
 import type { PolicyEngine } from '../../http/policy.js';
 import { IMAGE_POLICY_PREFIX } from '../policy.js';
 import { NoContent, SORT_KEYS, type Caller, type Image, type ImageService, type ListFilters, type PatchOperation } from '../service.js';
@@ -260,12 +260,8 @@ export function imageApi(deps: ImageApiDeps) {
       const page = parsePaging({ limit: one(query.limit) ?? String(deps.limitDefault), marker: one(query.marker) }, deps.limitMax);
       const all = await images.listImages(caller, parseFilters(query));
       const { items, next } = pageOf(all, (i) => i.id, page);
-      let nextLink: string | undefined;
-      if (next !== undefined) {
-        const params = new URLSearchParams(request.url.split('?')[1] ?? '');
-        params.set('marker', next);
-        nextLink = `/v2/images?${params.toString()}`;
-      }
+      // Glance's next link is relative to the service root.
+      const nextLink = next === undefined ? undefined : nextPageUrl(`/v2/images?${request.url.split('?')[1] ?? ''}`, next);
       return imagesView(items, nextLink);
     });
 
