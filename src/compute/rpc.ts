@@ -1,0 +1,100 @@
+// The messages between the conductor (controller side) and compute agents (one per host),
+// over the bus. Agents never touch the database: they report to the conductor, and the
+// conductor tells them what to run.
+import type { Bus } from '../bus/types.js';
+
+/** The topic the conductor serves; every controller process serves it, calls are shared between them. */
+export const CONDUCTOR_TOPIC = 'conductor';
+/** The topic one compute agent serves. */
+export const computeTopic = (host: string) => `compute.${host}`;
+/** The binary name compute agents register their service under (os-services lists it). */
+export const COMPUTE_BINARY = 'nova-compute';
+
+/** Nova's power_state values. */
+export const PowerState = { NOSTATE: 0, RUNNING: 1, PAUSED: 3, SHUTDOWN: 4, CRASHED: 6, SUSPENDED: 7 } as const;
+export type PowerStateValue = (typeof PowerState)[keyof typeof PowerState];
+
+/** What a host is and has, as its agent reports it at start and whenever it changes. */
+export interface HostReport {
+  host: string;
+  /** Hypervisor name (Nova's nodename); one node per host here. */
+  nodename: string;
+  hypervisorType: string;           // 'QEMU', 'fake'
+  hypervisorVersion: number;        // e.g. 7002000 for 7.2.0
+  hostIp: string;
+  vcpus: number;
+  memoryMb: number;
+  localGb: number;
+  cpuInfo: Record<string, unknown>;
+  /** [[arch, hypervisor_type, vm_mode]], e.g. [['x86_64', 'qemu', 'hvm']] */
+  supportedInstances: [string, string, string][];
+  /** Traits the host's resource provider gets (COMPUTE_*, HW_CPU_*, CUSTOM_*). */
+  traits: string[];
+  /** Driver capabilities (supportsLiveMigration, ...), kept for the scheduler and the conductor. */
+  capabilities: Record<string, boolean>;
+  cpuAllocationRatio: number;
+  ramAllocationRatio: number;
+  diskAllocationRatio: number;
+  reservedHostMemoryMb: number;
+  reservedHostDiskMb: number;
+  reservedHostCpus: number;
+}
+
+/** What the conductor sends an agent to build one instance. */
+export interface InstanceSpec {
+  uuid: string;
+  name: string;
+  hostname: string;
+  projectId: string;
+  userId: string;
+  flavor: { id: string; name: string; vcpus: number; memoryMb: number; rootGb: number; ephemeralGb: number; swapMb: number; extraSpecs: Record<string, string> };
+  image: { id: string; properties: Record<string, string> } | null;
+  keyData: string | null;
+  userData: string | null;
+  metadata: Record<string, string>;
+  configDrive: boolean;
+  adminPass: string | null;
+}
+
+/** Methods the conductor serves (topic CONDUCTOR_TOPIC). */
+export interface ConductorRpc {
+  /** An agent (re)starting: upsert its service and node, and its resource provider in Placement. Returns ids. */
+  registerHost(args: { report: HostReport }): Promise<{ serviceId: string; nodeId: string }>;
+  /** Periodic heartbeat (every [DEFAULT] report_interval seconds). */
+  heartbeat(args: { host: string }): Promise<void>;
+  /** Periodic power-state sync: what the driver really sees for each instance on the host. */
+  syncPowerStates(args: { host: string; states: Record<string, PowerStateValue> }): Promise<void>;
+}
+
+/** Methods an agent serves (topic computeTopic(host)). */
+export interface ComputeAgentRpc {
+  /** Builds and starts the instance; resolves with its power state, or throws (the agent cleans up fully on failure). */
+  spawnInstance(args: { instance: InstanceSpec }): Promise<{ powerState: PowerStateValue }>;
+  /** Removes the instance; succeeds when it is already gone. */
+  destroyInstance(args: { uuid: string }): Promise<void>;
+  /** The instance's power state on this host, or null when the host does not have it. */
+  getPowerState(args: { uuid: string }): Promise<{ powerState: PowerStateValue | null }>;
+  /** Every instance the driver has, for reconciliation after a restart. */
+  listInstances(args: Record<string, never>): Promise<{ uuids: string[] }>;
+}
+
+/** A typed client for an agent's RPC methods. */
+export function agentClient(bus: Bus, host: string, timeoutMs: number): ComputeAgentRpc {
+  const call = (method: string) => (args: unknown) => bus.call(computeTopic(host), method, args, { timeoutMs }) as Promise<any>;
+  return {
+    spawnInstance: call('spawnInstance'),
+    destroyInstance: call('destroyInstance'),
+    getPowerState: call('getPowerState'),
+    listInstances: call('listInstances'),
+  };
+}
+
+/** A typed client for the conductor's RPC methods. */
+export function conductorClient(bus: Bus, timeoutMs: number): ConductorRpc {
+  const call = (method: string) => (args: unknown) => bus.call(CONDUCTOR_TOPIC, method, args, { timeoutMs }) as Promise<any>;
+  return {
+    registerHost: call('registerHost'),
+    heartbeat: call('heartbeat'),
+    syncPowerStates: call('syncPowerStates'),
+  };
+}

@@ -1,0 +1,113 @@
+// Harness for the Compute API integration tests: the real all-in-one cloud in-process on a
+// random port (fake hypervisor hosts), driven over real HTTP at /compute/v2.1.
+import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
+import type { Cloud } from '../../src/cli/cloud.js';
+import type { ConfigValues } from '../../src/core/config.js';
+import { ADMIN_PASSWORD, DEMO_PASSWORD, send, sleep, startTestCloud, type ApiResponse } from '../support/in-process.js';
+
+export { ADMIN_PASSWORD, DEMO_PASSWORD, sleep, unique, type ApiResponse } from '../support/in-process.js';
+
+export interface CallOptions {
+  token?: string;
+  body?: unknown;
+  /** Microversion sent as `OpenStack-API-Version: compute X.Y` (default: none, i.e. 2.1). */
+  microversion?: string;
+  headers?: Record<string, string>;
+}
+
+export class ComputeCloud {
+  adminToken = '';
+  demoToken = '';
+  adminProject = '';
+  demoProject = '';
+  adminUser = '';
+  demoUser = '';
+
+  constructor(readonly cloud: Cloud, readonly dataDir: string) {}
+
+  /** A path under /compute/v2.1 ('/servers'), another service's path ('/placement/...', '/image/...'), or a full URL. */
+  url(path: string): string {
+    if (/^https?:/.test(path)) return path;
+    if (/^\/(identity|image|placement|compute|network|volume)(\/|$)/.test(path)) return `${this.cloud.url}${path}`;
+    return `${this.cloud.url}/compute/v2.1${path}`;
+  }
+
+  async call<T = any>(method: string, path: string, options: CallOptions = {}): Promise<ApiResponse<T>> {
+    const headers: Record<string, string> = { Accept: 'application/json', ...options.headers };
+    headers['X-Auth-Token'] ??= options.token ?? this.adminToken;
+    if (headers['X-Auth-Token'] === '') delete headers['X-Auth-Token'];
+    if (options.microversion) headers['OpenStack-API-Version'] = `compute ${options.microversion}`;
+    let body: string | undefined;
+    if (options.body !== undefined) {
+      body = JSON.stringify(options.body);
+      headers['Content-Type'] ??= 'application/json';
+    }
+    return send<T>(this.url(path), method, headers, body);
+  }
+
+  get = (path: string, options?: CallOptions) => this.call('GET', path, options);
+  post = (path: string, body: unknown, options?: CallOptions) => this.call('POST', path, { ...options, body });
+  put = (path: string, body: unknown, options?: CallOptions) => this.call('PUT', path, { ...options, body });
+  delete = (path: string, options?: CallOptions) => this.call('DELETE', path, options);
+
+  async token(user: string, password: string, project: string): Promise<{ token: string; projectId: string; userId: string }> {
+    const res = await send(`${this.cloud.url}/identity/v3/auth/tokens`, 'POST', { 'Content-Type': 'application/json' },
+      JSON.stringify({ auth: { identity: { methods: ['password'], password: { user: { name: user, domain: { id: 'default' }, password } } }, scope: { project: { name: project, domain: { id: 'default' } } } } }));
+    assert.equal(res.status, 201, res.text);
+    return { token: res.headers.get('x-subject-token')!, projectId: res.body.token.project.id, userId: res.body.token.user.id };
+  }
+
+  /** A new user with `role` on a new project; returns its token, project id and user id. */
+  async projectUser(name: string, role = 'member'): Promise<{ token: string; projectId: string; userId: string }> {
+    const identity = this.cloud.identity.identity;
+    const project = await identity.createProject({ name: `${name}-project`, domain_id: 'default' });
+    const user = await identity.createUser({ name: `${name}-user`, password: 'pw-' + name, domain_id: 'default' });
+    const roleRef = await identity.findRoleByName(role);
+    await identity.grantRole({ actor_type: 'user', actor_id: user.id, target_type: 'project', target_id: project.id, role_id: roleRef.id, inherited: false });
+    return this.token(`${name}-user`, 'pw-' + name, `${name}-project`);
+  }
+
+  /** Polls GET /servers/{id} until `done(server)` holds (default: status is not BUILD); returns the server. */
+  async waitServer(id: string, done: (server: any) => boolean = (s) => s.status !== 'BUILD', token?: string, timeoutMs = 20_000): Promise<any> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const res = await this.get(`/servers/${id}`, { token, microversion: '2.79' });
+      if (res.status === 404 && done({ status: 'DELETED' })) return { status: 'DELETED' };
+      assert.equal(res.status, 200, res.text);
+      if (done(res.body.server)) return res.body.server;
+      if (Date.now() > deadline) assert.fail(`server ${id} still ${res.body.server.status}/${res.body.server['OS-EXT-STS:task_state']} after ${timeoutMs} ms`);
+      await sleep(50);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.cloud.close();
+    rmSync(this.dataDir, { recursive: true, force: true });
+  }
+}
+
+/** Starts the cloud with `hosts` fake compute hosts (default 2) plus any other options. */
+export function startComputeCloud(options: ConfigValues = {}, hosts = 2): Promise<ComputeCloud> {
+  const values: ConfigValues = { ...options, compute: { driver: 'fake', fake_hosts: String(hosts), ...(options.compute ?? {}) } };
+  return startTestCloud('compute', values, async (cloud, dataDir) => {
+    const cc = new ComputeCloud(cloud, dataDir);
+    const admin = await cc.token('admin', ADMIN_PASSWORD, 'admin');
+    const demo = await cc.token('demo', DEMO_PASSWORD, 'demo');
+    Object.assign(cc, { adminToken: admin.token, adminProject: admin.projectId, adminUser: admin.userId, demoToken: demo.token, demoProject: demo.projectId, demoUser: demo.userId });
+    return cc;
+  });
+}
+
+/** Nova's error body: {"<kind>": {"code": N, "message": "..."}} with one key. */
+export function assertError(res: ApiResponse, status: number, message?: RegExp | string): void {
+  assert.equal(res.status, status, `expected ${status}, got ${res.status}: ${res.text}`);
+  assert.match(res.headers.get('content-type') ?? '', /^application\/json/);
+  const keys = Object.keys(res.body ?? {});
+  assert.equal(keys.length, 1, res.text);
+  const inner = res.body[keys[0]];
+  assert.equal(inner.code, status, res.text);
+  assert.ok(typeof inner.message === 'string' && inner.message.length > 0, res.text);
+  if (typeof message === 'string') assert.ok(inner.message.includes(message), `message "${inner.message}" does not mention "${message}"`);
+  else if (message) assert.match(inner.message, message);
+}
