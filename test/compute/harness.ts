@@ -81,6 +81,25 @@ export class ComputeCloud {
     }
   }
 
+  /** An active image in the Image service (a few bytes of raw data) to boot from; returns its id. */
+  async createImage(fields: Record<string, unknown> = {}, token?: string): Promise<string> {
+    const created = await this.post('/image/v2/images', { name: 'boot-image', disk_format: 'raw', container_format: 'bare', ...fields }, { token });
+    assert.equal(created.status, 201, created.text);
+    const upload = await send(this.url(`/image/v2/images/${created.body.id}/file`), 'PUT',
+      { 'X-Auth-Token': token ?? this.adminToken, 'Content-Type': 'application/octet-stream' }, new Uint8Array(4096));
+    assert.equal(upload.status, 204, upload.text);
+    return created.body.id;
+  }
+
+  /** Boots a server (202 expected) and returns the create response's server body. */
+  async boot(fields: Record<string, unknown>, options: CallOptions & { hints?: Record<string, unknown> } = {}): Promise<any> {
+    const body: Record<string, unknown> = { server: { name: 'vm', flavorRef: '1', networks: 'none', ...fields } };
+    if (options.hints) body['os:scheduler_hints'] = options.hints;
+    const res = await this.post('/servers', body, { microversion: '2.79', ...options });
+    assert.equal(res.status, 202, res.text);
+    return res.body.server;
+  }
+
   async close(): Promise<void> {
     await this.cloud.close();
     rmSync(this.dataDir, { recursive: true, force: true });

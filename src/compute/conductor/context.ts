@@ -1,0 +1,33 @@
+// What the conductor's workflows work with: the stores, the scheduler, Placement, agents.
+import type { Logger } from '../../core/log.js';
+import type { PlacementService } from '../../placement/service.js';
+import type { InstanceActionStore } from '../actions.js';
+import type { Instance, InstanceStore } from '../instances.js';
+import type { ComputeAgentRpc } from '../rpc.js';
+import type { RequestSpec } from '../scheduler/types.js';
+import type { Scheduler } from '../scheduler/index.js';
+
+export interface ConductorContext {
+  conductorHost: string;
+  instances: InstanceStore;
+  actions: InstanceActionStore;
+  placement: PlacementService;
+  scheduler: Scheduler;
+  logger: Logger;
+  /** [scheduler] max_attempts: hosts a build may try. */
+  maxAttempts: number;
+  /** How long a spawn may take on an agent ([compute] spawn_timeout seconds). */
+  spawnTimeoutMs: number;
+  /** An RPC client for a host's agent (default timeout: [DEFAULT] rpc_response_timeout). */
+  agent(host: string, timeoutMs?: number): ComputeAgentRpc;
+  /** Whether the host's compute service is up (heartbeats within service_down_time, not forced down). */
+  hostIsUp(host: string): Promise<boolean>;
+  /** Counts build failures per host for the BuildFailureWeigher (a success resets the count). */
+  hostBuildResult(host: string, succeeded: boolean): Promise<void>;
+  availabilityZoneOf(host: string): Promise<string>;
+  imageProperties(imageId: string): Promise<Record<string, string> | null>;
+  serverGroup(groupId: string): Promise<RequestSpec['group']>;
+  /** Leaves the server group the instance is a member of, if any. */
+  leaveServerGroup(instanceId: string): Promise<void>;
+  notify(eventType: string, instance: Instance, priority?: 'INFO' | 'WARN' | 'ERROR'): Promise<void>;
+}

@@ -1,0 +1,163 @@
+// The conductor: runs the persisted workflows (build, delete, ...) with the scheduler, and
+// serves what compute agents report (registration, heartbeats, power states). Every
+// controller process runs one; they share the CONDUCTOR_TOPIC and the workflow table.
+import { hostname } from 'node:os';
+import type { Kysely } from 'kysely';
+import type { Bus, Subscription } from '../../bus/types.js';
+import type { Config } from '../../core/config.js';
+import type { Logger } from '../../core/log.js';
+import type { Database } from '../../db/index.js';
+import type { ImageService } from '../../image/service.js';
+import type { PlacementService } from '../../placement/service.js';
+import type { InstanceActionStore } from '../actions.js';
+import type { AggregateService } from '../aggregates.js';
+import type { HostService } from '../hosts.js';
+import { VmState, type Instance, type InstanceStore } from '../instances.js';
+import { agentClient, CONDUCTOR_TOPIC, PowerState, type PowerStateValue } from '../rpc.js';
+import type { Scheduler } from '../scheduler/index.js';
+import type { ServerGroupService } from '../server-groups.js';
+import { buildWorkflow, type BuildData } from './build.js';
+import type { ConductorContext } from './context.js';
+import { deleteWorkflow, type DeleteData } from './delete.js';
+import { hostHandlers } from './host-handlers.js';
+import { WorkflowRunner, WorkflowStore, type Workflow } from './workflows.js';
+
+export interface ConductorDeps {
+  config: Config;
+  database: Database;
+  bus: Bus;
+  logger: Logger;
+  placement: PlacementService;
+  images: ImageService;
+  instances: InstanceStore;
+  actions: InstanceActionStore;
+  hosts: HostService;
+  aggregates: AggregateService;
+  serverGroups: ServerGroupService;
+  scheduler: Scheduler;
+}
+
+export class Conductor {
+  readonly host: string;
+  private readonly workflows: WorkflowStore;
+  private readonly runner: WorkflowRunner;
+  private readonly context: ConductorContext;
+  private subscription?: Subscription;
+
+  constructor(private readonly deps: ConductorDeps) {
+    const { config } = deps;
+    this.host = config.get('DEFAULT', 'host', hostname());
+    this.workflows = new WorkflowStore(deps.database, this.host);
+    this.runner = new WorkflowRunner(this.workflows, deps.logger, config.getInt('conductor', 'max_concurrent_workflows', 64));
+    const rpcTimeoutMs = config.getInt('DEFAULT', 'rpc_response_timeout', 60) * 1000;
+    this.context = {
+      conductorHost: this.host,
+      instances: deps.instances,
+      actions: deps.actions,
+      placement: deps.placement,
+      scheduler: deps.scheduler,
+      logger: deps.logger,
+      maxAttempts: Math.max(1, config.getInt('scheduler', 'max_attempts', 3)),
+      spawnTimeoutMs: config.getInt('compute', 'spawn_timeout', 600) * 1000,
+      agent: (host, timeoutMs) => agentClient(deps.bus, host, timeoutMs ?? rpcTimeoutMs),
+      hostIsUp: (host) => deps.hosts.isHostUp(host),
+      hostBuildResult: (host, succeeded) => deps.hosts.recordBuildResult(host, succeeded),
+      availabilityZoneOf: (host) => deps.aggregates.availabilityZoneOfHost(host),
+      imageProperties: async (imageId) => {
+        const image = await deps.images.getImage({ isAdmin: true }, imageId).catch(() => undefined);
+        if (!image) return null;
+        return { ...image.properties, ...(image.min_ram ? { min_ram: String(image.min_ram) } : {}) };
+      },
+      serverGroup: async (groupId) => {
+        const group = await deps.serverGroups.get(groupId).catch(() => undefined);
+        if (!group) return undefined;
+        return { id: group.id, policy: group.policy, rules: group.rules, members: group.members };
+      },
+      leaveServerGroup: (instanceId) => deps.serverGroups.removeMember(instanceId),
+      notify: (eventType, instance, priority = 'INFO') => deps.bus.notify(eventType, instancePayload(instance), { publisherId: `compute.${this.host}`, priority }).catch(() => undefined),
+    };
+    this.runner.register('build', buildWorkflow(this.context));
+    this.runner.register('delete', deleteWorkflow(this.context));
+  }
+
+  /** Serves the conductor topic, registers this conductor's services, and resumes orphaned workflows. */
+  async start(): Promise<void> {
+    const handlers = hostHandlers(this.deps.hosts);
+    this.subscription = await this.deps.bus.serve(CONDUCTOR_TOPIC, {
+      ...handlers,
+      registerHost: async (args, context) => {
+        const result = await handlers.registerHost(args, context);
+        // After an agent restart, remove what it still runs that the database says is gone or elsewhere.
+        void this.reconcileHost(args.report.host).catch((err) => this.deps.logger.warn(`reconciling ${args.report.host} failed: ${(err as Error).message}`));
+        return result;
+      },
+      syncPowerStates: (args: { host: string; states: Record<string, PowerStateValue> }) => this.syncPowerStates(args.host, args.states),
+    });
+    await this.deps.hosts.registerControlServices(this.host);
+    await this.runner.start();
+  }
+
+  /** Records a build workflow for instances just created (inside the API's transaction); run it with launch() after commit. */
+  createBuild(instanceIds: string[], actionIds: Record<string, string>, trx: Kysely<any>): Promise<Workflow<BuildData>> {
+    return this.workflows.create<BuildData>('build', instanceIds[0], { instanceIds, actionIds, alternates: {}, tried: {} }, trx);
+  }
+
+  createDelete(instanceId: string, actionId: string, trx?: Kysely<any>): Promise<Workflow<DeleteData>> {
+    return this.workflows.create<DeleteData>('delete', instanceId, { actionId }, trx);
+  }
+
+  launch(workflow: Workflow): void {
+    this.runner.run(workflow);
+  }
+
+  /** Resolves when no workflow of this conductor is queued or running. */
+  settle(): Promise<void> {
+    return this.runner.settle();
+  }
+
+  /** Power states as the host's driver sees them; the database follows (Nova's _sync_power_states). */
+  private async syncPowerStates(host: string, states: Record<string, PowerStateValue>): Promise<void> {
+    const instances = await this.deps.instances.list({ host });
+    for (const instance of instances) {
+      if (instance.taskState !== null) continue; // an action is under way: it sets the state when it ends
+      const seen = states[instance.id] ?? PowerState.NOSTATE;
+      if (seen === instance.powerState) continue;
+      const changes: Parameters<InstanceStore['update']>[1] = { powerState: seen };
+      // A guest that stopped by itself is a stopped server, as Nova's sync makes it.
+      if (instance.vmState === VmState.ACTIVE && (seen === PowerState.SHUTDOWN || seen === PowerState.NOSTATE || seen === PowerState.CRASHED)) changes.vmState = VmState.STOPPED;
+      await this.deps.instances.updateIf(instance.id, { taskState: [null] }, changes);
+    }
+  }
+
+  /** Destroys instances a host runs that are deleted or belong elsewhere (left over from a local delete or an evacuation). */
+  private async reconcileHost(host: string): Promise<void> {
+    const agent = this.context.agent(host);
+    const { uuids } = await agent.listInstances({});
+    if (uuids.length === 0) return;
+    const live = new Set((await this.deps.instances.list({ host, ids: uuids })).map((i) => i.id));
+    for (const uuid of uuids) {
+      if (live.has(uuid)) continue;
+      if ((await this.workflows.running(uuid)).length > 0) continue;
+      this.deps.logger.info(`destroying ${uuid} on ${host}: it is deleted or lives elsewhere`);
+      await agent.destroyInstance({ uuid }).catch(() => undefined);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.runner.stop();
+    await this.subscription?.close();
+  }
+}
+
+/** The notification payload of an instance (the fields Nova's legacy notifications carry). */
+function instancePayload(instance: Instance) {
+  return {
+    instance_id: instance.id, display_name: instance.name, tenant_id: instance.projectId, user_id: instance.userId,
+    host: instance.host, node: instance.node, availability_zone: instance.availabilityZone, state: instance.vmState,
+    state_description: instance.taskState ?? '', power_state: instance.powerState, instance_type_id: instance.flavorId,
+    instance_type: instance.flavor.name, vcpus: instance.flavor.vcpus, memory_mb: instance.flavor.memoryMb,
+    root_gb: instance.flavor.rootGb, image_ref_url: instance.imageRef, created_at: instance.createdAt,
+    launched_at: instance.launchedAt, terminated_at: instance.terminatedAt, deleted_at: instance.deletedAt,
+    fault: instance.fault?.message ?? null,
+  };
+}
