@@ -2,8 +2,10 @@
 import { parseArgs } from 'node:util';
 import { benchIdentity, formatIdentityReport } from './bench/identity.js';
 import { benchImage, formatImageReport } from './bench/image.js';
+import { benchBoot, formatBootReport } from './bench/boot.js';
+import { benchPlacement, formatPlacementReport } from './bench/placement.js';
 
-const USAGE = `usage: nubo bench identity|image [options]
+const USAGE = `usage: nubo bench identity|image|boot|placement [options]
 
 nubo bench identity
   token issue and validation, in-process and over HTTP, on a throwaway all-in-one cloud
@@ -18,6 +20,23 @@ nubo bench image
   peak RSS, on a throwaway all-in-one cloud (the HTTP client is a separate process)
   --size-mb N          size of the image file in MiB (default 1024)
   --json               print the results as JSON
+
+nubo bench boot
+  servers booted to ACTIVE (then boot-and-delete cycles) on fake compute hosts through the
+  whole stack, on a throwaway all-in-one cloud
+  --hosts H            fake compute hosts (default 1000)
+  --servers N          servers to boot (default 1000)
+  --concurrency C      boots in flight (default 50)
+  --scheduler NAME     [scheduler] driver: filter, random or caching (default filter)
+  --database URL       PostgreSQL or MariaDB instead of SQLite in a temporary directory
+  --json               print the results as JSON
+
+nubo bench placement
+  GET /allocation_candidates latency (p50/p95/p99) with P providers, in-process and over HTTP
+  --providers P        resource providers to create (default 1000)
+  --requests N         requests measured per case (default 200)
+  --database URL       an empty PostgreSQL or MariaDB database instead of SQLite in a temporary directory
+  --json               print the results as JSON
 `;
 
 /**
@@ -30,9 +49,14 @@ export async function runBench(_what: string[], argv: string[]): Promise<void> {
     allowPositionals: true,
     options: {
       duration: { type: 'string', default: '5' },
-      concurrency: { type: 'string', default: '32' },
+      concurrency: { type: 'string' },
       database: { type: 'string' },
       'size-mb': { type: 'string', default: '1024' },
+      hosts: { type: 'string', default: '1000' },
+      servers: { type: 'string', default: '1000' },
+      scheduler: { type: 'string' },
+      providers: { type: 'string', default: '1000' },
+      requests: { type: 'string', default: '200' },
       json: { type: 'boolean', default: false },
     },
   });
@@ -45,10 +69,29 @@ export async function runBench(_what: string[], argv: string[]): Promise<void> {
     process.stdout.write(values.json ? JSON.stringify(report, null, 2) + '\n' : formatImageReport(report));
     return;
   }
+  const positive = (name: string, text: string | undefined) => {
+    const n = Number(text);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, got ${text}`);
+    return n;
+  };
+  if (what === 'boot') {
+    const report = await benchBoot({
+      hosts: positive('hosts', values.hosts), servers: positive('servers', values.servers),
+      concurrency: positive('concurrency', values.concurrency ?? '50'),
+      database: values.database, scheduler: values.scheduler,
+    }, progress);
+    process.stdout.write(values.json ? JSON.stringify(report, null, 2) + '\n' : formatBootReport(report));
+    return;
+  }
+  if (what === 'placement') {
+    const report = await benchPlacement({ providers: positive('providers', values.providers), requests: positive('requests', values.requests), database: values.database }, progress);
+    process.stdout.write(values.json ? JSON.stringify(report, null, 2) + '\n' : formatPlacementReport(report));
+    return;
+  }
   if (what !== 'identity') throw new Error(`unknown benchmark: ${what || '(none)'}\n${USAGE}`);
   const durationSeconds = Number(values.duration);
   if (!Number.isFinite(durationSeconds) || durationSeconds <= 0) throw new Error(`--duration must be a positive number of seconds, got ${values.duration}`);
-  const concurrency = Number(values.concurrency);
+  const concurrency = Number(values.concurrency ?? '32');
   if (!Number.isInteger(concurrency) || concurrency < 1) throw new Error(`--concurrency must be a positive integer, got ${values.concurrency}`);
 
   const report = await benchIdentity({ durationSeconds, concurrency, database: values.database }, progress);

@@ -41,9 +41,12 @@ export async function openDatabase(connection: string): Promise<Database> {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     const sqlite = new SQLite(path);
     sqlite.pragma('journal_mode = WAL');
+    // WAL with synchronous=NORMAL survives a crash of the process (not of the machine's power) without an
+    // fsync per commit; better-sqlite3 is synchronous, so per-commit fsyncs would stall the event loop.
+    sqlite.pragma('synchronous = NORMAL');
     sqlite.pragma('busy_timeout = 5000');
     sqlite.pragma('foreign_keys = ON');
-    db = new Kysely({ dialect: new SqliteDialect({ database: sqlite }) });
+    db = new Kysely({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
   } else if (engine === 'postgres') {
     const pool = new pg.Pool({ connectionString: url.replace(/^postgresql:/, 'postgres:'), max: 10 });
     pool.on('error', () => { /* a dropped idle connection is replaced on next use */ });
@@ -59,6 +62,29 @@ export async function openDatabase(connection: string): Promise<Database> {
     throw new InternalError(`cannot connect to the ${engine} database: ${(err as Error).message}`);
   }
   return { db, engine, close: () => db.destroy() };
+}
+
+/**
+ * Kysely prepares every query anew; preparing costs SQLite about as much as running a small
+ * query, so statements are kept by their SQL text (a bounded map: the oldest goes first).
+ * better-sqlite3 runs one statement at a time, so sharing a statement is safe.
+ */
+function withStatementCache(sqlite: SQLite.Database, size = 500) {
+  const cache = new Map<string, SQLite.Statement>();
+  return {
+    close: () => sqlite.close(),
+    prepare(text: string) {
+      let statement = cache.get(text);
+      if (statement) {
+        cache.delete(text);
+      } else {
+        statement = sqlite.prepare(text);
+        if (cache.size >= size) cache.delete(cache.keys().next().value!);
+      }
+      cache.set(text, statement);
+      return statement;
+    },
+  };
 }
 
 /**
