@@ -31,8 +31,11 @@ export interface Cloud {
   lastExit: ExitStatus | null;
   /** What the server printed so far (stdout and stderr interleaved), for failure messages. */
   logs(): string;
-  /** Stops the server and starts it again on the same data dir and port (persistence checks). */
-  restart(): Promise<void>;
+  /**
+   * Stops the server and starts it again on the same data dir and port (persistence checks);
+   * with `{ kill: true }` it is killed with SIGKILL first, as a crash would stop it.
+   */
+  restart(options?: { kill?: boolean }): Promise<void>;
   /** Stops the server (SIGTERM, SIGKILL after 10 s) and removes the data dir. */
   stop(): Promise<void>;
 }
@@ -221,7 +224,8 @@ export async function startCloud(options: StartOptions = {}): Promise<Cloud> {
     demoEnv: {},
     lastExit: null,
     logs: () => log.text,
-    async restart() {
+    async restart(restartOptions = {}) {
+      if (server && restartOptions.kill) server.child.kill('SIGKILL');
       if (server) cloud.lastExit = await terminate(server);
       server = null;
       log.text += '\n--- restart ---\n';
