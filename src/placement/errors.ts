@@ -20,8 +20,9 @@ export function withCode<E extends NuboError>(error: E, code: string): E {
   return error;
 }
 
-export function codeOf(error: NuboError): string {
-  return (error as NuboError & { code?: string }).code ?? CODES.undefined;
+export function codeOf(error: unknown): string {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' && code.startsWith('placement.') ? code : CODES.undefined;
 }
 
 /** A provider (or consumer) generation that moved under the caller. */
