@@ -76,6 +76,8 @@ export interface ComputeAgentRpc {
   getPowerState(args: { uuid: string }): Promise<{ powerState: PowerStateValue | null }>;
   /** Every instance the driver has, for reconciliation after a restart. */
   listInstances(args: Record<string, never>): Promise<{ uuids: string[] }>;
+  /** The host's uptime line, as uptime(1) prints it (os-hypervisors/{id}/uptime). */
+  getHostUptime(args: Record<string, never>): Promise<{ uptime: string }>;
 }
 
 /** A typed client for an agent's RPC methods. */
@@ -86,6 +88,7 @@ export function agentClient(bus: Bus, host: string, timeoutMs: number): ComputeA
     destroyInstance: call('destroyInstance'),
     getPowerState: call('getPowerState'),
     listInstances: call('listInstances'),
+    getHostUptime: call('getHostUptime'),
   };
 }
 

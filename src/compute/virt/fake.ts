@@ -1,0 +1,183 @@
+// The fake hypervisor (after Nova's virt/fake.py): instances live in memory, nothing runs.
+// It backs the integration tests and scale simulation (a thousand fake hosts in one process),
+// so it is cheap per host, and it can be told to be slow or to fail:
+//   [fake_driver] vcpus (8), memory_mb (16384), local_gb (200)    the host's size
+//   [fake_driver] spawn_delay_ms (0), destroy_delay_ms (0)         how long spawn/destroy take
+//   [fake_driver] spawn_failure_rate (0..1, 0)                     spawns that fail at random
+//   [fake_driver] fail_spawn_name_pattern (regex, unset)           spawns of instances whose name matches fail
+import type { Config } from '../../core/config.js';
+import { BadRequest, InternalError, ServiceUnavailable } from '../../core/errors.js';
+import { PowerState, type InstanceSpec, type PowerStateValue } from '../rpc.js';
+import type { DriverCapabilities, HostResources, VirtDriver } from './driver.js';
+
+export const FAKE_HYPERVISOR_TYPE = 'fake';
+export const FAKE_HYPERVISOR_VERSION = 1000;
+
+/** The fake driver can do everything the contract names. */
+export const FAKE_CAPABILITIES: DriverCapabilities = {
+  supportsPause: true, supportsSuspend: true, supportsSnapshot: true, supportsRescue: true, supportsResize: true,
+  supportsLiveMigration: true, supportsEvacuate: true, supportsConsoleLog: true, supportsVncConsole: true,
+};
+
+/** Traits the fake host's resource provider gets (what Nova's compute derives from the fake driver's capabilities). */
+const FAKE_TRAITS = [
+  'COMPUTE_IMAGE_TYPE_RAW', 'COMPUTE_IMAGE_TYPE_QCOW2', 'COMPUTE_IMAGE_TYPE_ISO', 'COMPUTE_IMAGE_TYPE_AMI',
+  'COMPUTE_IMAGE_TYPE_AKI', 'COMPUTE_IMAGE_TYPE_ARI', 'COMPUTE_IMAGE_TYPE_VMDK',
+  'COMPUTE_NET_ATTACH_INTERFACE', 'COMPUTE_NET_ATTACH_INTERFACE_WITH_TAG', 'COMPUTE_DEVICE_TAGGING',
+  'COMPUTE_VOLUME_ATTACH', 'COMPUTE_VOLUME_ATTACH_WITH_TAG', 'COMPUTE_VOLUME_EXTEND', 'COMPUTE_VOLUME_MULTI_ATTACH',
+  'COMPUTE_TRUSTED_CERTS', 'COMPUTE_SAME_HOST_COLD_MIGRATE', 'COMPUTE_RESCUE_BFV',
+];
+
+export interface FakeDriverSettings {
+  vcpus: number;
+  memoryMb: number;
+  localGb: number;
+  spawnDelayMs: number;
+  destroyDelayMs: number;
+  spawnFailureRate: number;
+  failSpawnNamePattern: RegExp | null;
+}
+
+/** Reads and checks the [fake_driver] options; a bad value is a BadRequest naming the option. */
+export function fakeDriverSettings(config: Config): FakeDriverSettings {
+  const count = (option: string, fallback: number, min: number) => {
+    const value = config.getInt('fake_driver', option, fallback);
+    if (!Number.isInteger(value) || value < min) throw new BadRequest(`[fake_driver] ${option} must be an integer >= ${min}, got ${value}`);
+    return value;
+  };
+  const delay = (option: string) => {
+    const value = config.getInt('fake_driver', option, 0);
+    if (value < 0) throw new BadRequest(`[fake_driver] ${option} must be >= 0, got ${value}`);
+    return value;
+  };
+  const rate = config.getInt('fake_driver', 'spawn_failure_rate', 0);
+  if (!(rate >= 0 && rate <= 1)) throw new BadRequest(`[fake_driver] spawn_failure_rate must be between 0 and 1, got ${rate}`);
+  const pattern = config.getOptional('fake_driver', 'fail_spawn_name_pattern');
+  let failSpawnNamePattern: RegExp | null = null;
+  if (pattern !== undefined && pattern !== '') {
+    try {
+      failSpawnNamePattern = new RegExp(pattern);
+    } catch (err) {
+      throw new BadRequest(`[fake_driver] fail_spawn_name_pattern is not a valid regular expression: ${(err as Error).message}`);
+    }
+  }
+  return {
+    vcpus: count('vcpus', 8, 1),
+    memoryMb: count('memory_mb', 16384, 1),
+    localGb: count('local_gb', 200, 1),
+    spawnDelayMs: delay('spawn_delay_ms'),
+    destroyDelayMs: delay('destroy_delay_ms'),
+    spawnFailureRate: rate,
+    failSpawnNamePattern,
+  };
+}
+
+interface FakeInstance { name: string; powerState: PowerStateValue }
+
+export class FakeDriver implements VirtDriver {
+  readonly name = 'fake';
+  readonly capabilities: DriverCapabilities = FAKE_CAPABILITIES;
+  private readonly instances = new Map<string, FakeInstance>();
+  /** Spawns under way; a destroy meanwhile cancels them (the spawn then fails, leaving nothing behind). */
+  private readonly spawning = new Map<string, { cancelled: boolean }>();
+  private readonly waits = new Set<{ timer: NodeJS.Timeout; reject: (err: Error) => void }>();
+  private closed = false;
+
+  constructor(readonly settings: FakeDriverSettings, private readonly random: () => number = Math.random) {}
+
+  static fromConfig(config: Config): FakeDriver {
+    return new FakeDriver(fakeDriverSettings(config));
+  }
+
+  async init(): Promise<void> {
+    this.closed = false;
+  }
+
+  async hostResources(): Promise<HostResources> {
+    const { vcpus, memoryMb, localGb } = this.settings;
+    return {
+      hypervisorType: FAKE_HYPERVISOR_TYPE,
+      hypervisorVersion: FAKE_HYPERVISOR_VERSION,
+      vcpus, memoryMb, localGb,
+      cpuInfo: { arch: 'x86_64', model: 'fake', vendor: 'fake', topology: { cells: 1, sockets: 1, cores: vcpus, threads: 1 }, features: [] },
+      supportedInstances: [['x86_64', 'fake', 'hvm'], ['i686', 'fake', 'hvm']],
+      traits: [...FAKE_TRAITS],
+    };
+  }
+
+  async spawn(instance: InstanceSpec): Promise<void> {
+    this.assertOpen();
+    if (this.instances.has(instance.uuid)) return; // a repeated spawn of a running instance (a resumed workflow) is a no-op
+    const attempt = { cancelled: false };
+    this.spawning.set(instance.uuid, attempt);
+    try {
+      await this.wait(this.settings.spawnDelayMs);
+      const pattern = this.settings.failSpawnNamePattern;
+      if (pattern && pattern.test(instance.name)) {
+        throw new InternalError(`Fake driver: spawn of instance ${instance.uuid} failed: its name "${instance.name}" matches [fake_driver] fail_spawn_name_pattern`);
+      }
+      if (this.settings.spawnFailureRate > 0 && this.random() < this.settings.spawnFailureRate) {
+        throw new InternalError(`Fake driver: spawn of instance ${instance.uuid} failed (injected by [fake_driver] spawn_failure_rate)`);
+      }
+      if (attempt.cancelled) throw new InternalError(`Fake driver: instance ${instance.uuid} was destroyed while it was being spawned`);
+      this.instances.set(instance.uuid, { name: instance.name, powerState: PowerState.RUNNING });
+    } finally {
+      if (this.spawning.get(instance.uuid) === attempt) this.spawning.delete(instance.uuid);
+    }
+  }
+
+  async destroy(uuid: string): Promise<void> {
+    this.assertOpen();
+    const attempt = this.spawning.get(uuid);
+    if (attempt) attempt.cancelled = true;
+    await this.wait(this.settings.destroyDelayMs);
+    this.instances.delete(uuid);
+  }
+
+  async powerState(uuid: string): Promise<PowerStateValue | null> {
+    return this.instances.get(uuid)?.powerState ?? null;
+  }
+
+  async listInstances(): Promise<string[]> {
+    return [...this.instances.keys()];
+  }
+
+  /** Test hook (as Nova's fake has): change what the "hypervisor" reports for an instance, e.g. a crash. */
+  setPowerState(uuid: string, state: PowerStateValue): void {
+    const instance = this.instances.get(uuid);
+    if (!instance) throw new BadRequest(`Fake driver has no instance ${uuid}`);
+    instance.powerState = state;
+  }
+
+  /** Test hook: the instance disappears behind the agent's back (as if the VM vanished). */
+  forget(uuid: string): void {
+    this.instances.delete(uuid);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const w of this.waits) {
+      clearTimeout(w.timer);
+      w.reject(new ServiceUnavailable('Fake driver closed'));
+    }
+    this.waits.clear();
+  }
+
+  private wait(ms: number): Promise<void> {
+    if (ms <= 0) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const entry = {
+        reject,
+        timer: setTimeout(() => {
+          this.waits.delete(entry);
+          resolve();
+        }, ms),
+      };
+      this.waits.add(entry);
+    });
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new ServiceUnavailable('Fake driver closed');
+  }
+}
