@@ -1,6 +1,7 @@
 // The all-in-one cloud: one process serving every API on one port, on one database and
 // one bus. `nubo up` runs it; integration tests start it in-process on a random port.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { Config } from '../core/config.js';
@@ -12,6 +13,9 @@ import { PolicyEngine } from '../http/policy.js';
 import { createIdentity, type Identity } from '../identity/index.js';
 import { bootstrapIdentity, type CatalogService } from '../identity/bootstrap.js';
 import { createImageService, type Image } from '../image/index.js';
+import { createPlacement, type Placement } from '../placement/index.js';
+import { createCompute, type Compute } from '../compute/index.js';
+import { startComputeAgent, type ComputeAgent } from '../compute/agent/agent.js';
 
 export interface CloudOptions {
   dataDir: string;
@@ -22,6 +26,11 @@ export interface CloudOptions {
   /** Password for the bootstrap admin (default: NUBO_ADMIN_PASSWORD, else generated once). */
   adminPassword?: string;
   demoPassword?: string;
+  /**
+   * Compute agents this process runs: [compute] fake_hosts of them named fake-host-1..N with the fake driver,
+   * one named [DEFAULT] host otherwise; 0 for a controller whose agents run elsewhere (`nubo controller`).
+   */
+  computeHosts?: number;
 }
 
 export interface Cloud {
@@ -31,6 +40,9 @@ export interface Cloud {
   bus: Bus;
   identity: Identity;
   image: Image;
+  placement: Placement;
+  compute: Compute;
+  agents: ComputeAgent[];
   config: Config;
   close(): Promise<void>;
 }
@@ -39,6 +51,8 @@ export interface Cloud {
 const SERVICES = [
   { type: 'identity', name: 'keystone', path: '/identity', description: 'Identity Service' },
   { type: 'image', name: 'glance', path: '/image', description: 'Image Service' },
+  { type: 'placement', name: 'placement', path: '/placement', description: 'Placement Service' },
+  { type: 'compute', name: 'nova', path: '/compute/v2.1', description: 'Compute Service' },
 ];
 
 export async function startCloud(options: CloudOptions): Promise<Cloud> {
@@ -52,13 +66,17 @@ export async function startCloud(options: CloudOptions): Promise<Cloud> {
   const bus = createBus(config.get('messaging', 'transport_url', 'memory://'));
   const policy = new PolicyEngine();
   const identity = await createIdentity({ config, database, bus, policy, dataDir: options.dataDir });
+  const placement = await createPlacement({ config, database, policy, tokens: identity.tokens, logger: logger.child('placement') });
   const image = await createImageService({ config, database, policy, tokens: identity.tokens, dataDir: options.dataDir, logger: logger.child('image') });
+  const compute = await createCompute({ config, database, bus, policy, tokens: identity.tokens, logger: logger.child('compute'), placement: placement.placement, images: image.images });
   const policyFile = config.getOptional('oslo_policy', 'policy_file');
   if (policyFile) policy.loadOverrides(policyFile);
 
   const app = createHttpApp({ logger: logger.child('http') });
   app.register(identity.api, { prefix: '/identity' });
   app.register(image.api, { prefix: '/image' });
+  app.register(placement.api, { prefix: '/placement' });
+  app.register(compute.api, { prefix: '/compute' });
   const serviceUrls = (base: string): CatalogService[] => SERVICES.map((s) => ({ type: s.type, name: s.name, description: s.description, url: `${base}${s.path}` }));
   app.get('/', async (request) => {
     const base = `${request.protocol}://${request.headers.host}`;
@@ -78,16 +96,32 @@ export async function startCloud(options: CloudOptions): Promise<Cloud> {
     services: serviceUrls(publicBase),
   });
   writeOpenrc(options.dataDir, publicBase, region, passwords);
+  await compute.services.flavors.ensureDefaultFlavors();
+  await compute.start();
+  const agents = await startAgents(config, bus, logger, options.computeHosts);
 
   return {
-    url: publicBase, app, database, bus, identity, image, config,
+    url: publicBase, app, database, bus, identity, image, placement, compute, agents, config,
     close: async () => {
       await app.close();
+      await Promise.all(agents.map((agent) => agent.close()));
+      await compute.close();
       await image.images.settle();
       await bus.close();
       await database.close();
     },
   };
+}
+
+/** The in-process compute agents (see CloudOptions.computeHosts); each registers with the conductor over the bus. */
+async function startAgents(config: Config, bus: Bus, logger: Logger, count?: number): Promise<ComputeAgent[]> {
+  const driver = config.get('compute', 'driver', 'fake');
+  const hosts = driver === 'fake'
+    ? Array.from({ length: count ?? config.getInt('compute', 'fake_hosts', 1) }, (_, i) => `fake-host-${i + 1}`)
+    : (count ?? 1) > 0 ? [config.get('DEFAULT', 'host', hostname())] : [];
+  const agents = await Promise.all(hosts.map((host) => startComputeAgent({ config, bus, host, logger: logger.child(`compute.${host}`) })));
+  await Promise.all(agents.map((agent) => agent.registered));
+  return agents;
 }
 
 /**

@@ -5,7 +5,8 @@ import { newUuid } from '../core/ids.js';
 import { isUniqueViolation, transaction, type Database } from '../db/index.js';
 import type { ComputeDeps } from './index.js';
 
-export interface Flavor {
+/** What a flavor makes a server: its size and the extra specs the scheduler and drivers read. */
+export interface FlavorSize {
   id: string;
   name: string;
   vcpus: number;
@@ -13,11 +14,14 @@ export interface Flavor {
   rootGb: number;
   ephemeralGb: number;
   swapMb: number;
+  extraSpecs: Record<string, string>;
+}
+
+export interface Flavor extends FlavorSize {
   rxtxFactor: number;
   isPublic: boolean;
   disabled: boolean;
   description: string | null;
-  extraSpecs: Record<string, string>;
   createdAt: string;
   updatedAt: string | null;
 }

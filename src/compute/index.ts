@@ -12,6 +12,17 @@ import type { PlacementService } from '../placement/service.js';
 import { computeMigrations } from './db/migrations.js';
 import { computeBasePolicy } from './policy.js';
 import { computeApi } from './api/index.js';
+import { HostService } from './hosts.js';
+import { InstanceActionStore } from './actions.js';
+import { InstanceStore } from './instances.js';
+import { FlavorService } from './flavors.js';
+import { KeypairService } from './keypairs.js';
+import { QuotaService } from './quotas.js';
+import { ServerGroupService } from './server-groups.js';
+import { AggregateService } from './aggregates.js';
+import { ServerService } from './servers.js';
+import { Conductor } from './conductor/index.js';
+import { createScheduler, type Scheduler } from './scheduler/index.js';
 
 /** What every compute domain service is built from. */
 export interface ComputeDeps {
@@ -25,6 +36,19 @@ export interface ComputeDeps {
 
 /** The compute domain services, as the API and the conductor use them. */
 export interface ComputeServices {
+  hosts: HostService;
+  flavors: FlavorService;
+  keypairs: KeypairService;
+  quotas: QuotaService;
+  serverGroups: ServerGroupService;
+  aggregates: AggregateService;
+  instances: InstanceStore;
+  actions: InstanceActionStore;
+  servers: ServerService;
+  scheduler: Scheduler;
+  conductor: Conductor;
+  /** [api] enable_instance_password: generate an adminPass when the request gives none. */
+  enablePasswordGeneration: boolean;
 }
 
 export interface Compute {
@@ -38,11 +62,30 @@ export interface Compute {
 export async function createCompute(options: ComputeDeps & { policy: PolicyEngine; tokens: TokenValidator }): Promise<Compute> {
   await migrateService(options.database, 'compute', computeMigrations);
   options.policy.register(computeBasePolicy);
-  const services: ComputeServices = {};
-  const api = computeApi({ compute: services, policy: options.policy, tokens: options.tokens, maxLimit: options.config.getInt('api', 'max_limit', 1000) });
+  const { config, database } = options;
+  const hosts = new HostService(options);
+  const quotas = new QuotaService(options);
+  const serverGroups = new ServerGroupService({ ...options, quotas });
+  const aggregates = new AggregateService(options);
+  const instances = new InstanceStore(database);
+  const actions = new InstanceActionStore(database);
+  const flavors = new FlavorService(options);
+  const keypairs = new KeypairService({ ...options, quotas });
+  const scheduler = createScheduler({ config, database, placement: options.placement, logger: options.logger.child('scheduler') });
+  const conductor = new Conductor({ ...options, logger: options.logger.child('conductor'), instances, actions, hosts, aggregates, serverGroups, scheduler });
+  const servers = new ServerService({ config, database, instances, actions, flavors, keypairs, quotas, serverGroups, aggregates, hosts, images: options.images, conductor });
+  const services: ComputeServices = {
+    hosts, flavors, keypairs, quotas, serverGroups, aggregates, instances, actions, servers, scheduler, conductor,
+    enablePasswordGeneration: config.getBool('api', 'enable_instance_password', true),
+  };
+  const api = computeApi({ compute: services, policy: options.policy, tokens: options.tokens, maxLimit: config.getInt('api', 'max_limit', 1000) });
   return {
     services, api,
-    start: async () => undefined,
-    close: async () => undefined,
+    start: () => conductor.start(),
+    close: async () => {
+      await conductor.close();
+      await scheduler.close();
+      hosts.close();
+    },
   };
 }

@@ -3,6 +3,7 @@
 import { sql, type Kysely } from 'kysely';
 import { NotFound } from '../core/errors.js';
 import type { Database } from '../db/index.js';
+import type { FlavorSize } from './flavors.js';
 
 /** Nova's vm_states. */
 export const VmState = {
@@ -12,17 +13,9 @@ export const VmState = {
 } as const;
 
 /** The flavor as an instance keeps it (a snapshot taken at create time). */
-export interface FlavorSnapshot {
-  id: string;
-  name: string;
-  vcpus: number;
-  memoryMb: number;
-  rootGb: number;
-  ephemeralGb: number;
-  swapMb: number;
+export interface FlavorSnapshot extends FlavorSize {
   rxtxFactor?: number;
   description?: string | null;
-  extraSpecs: Record<string, string>;
 }
 
 /** What the create request asked for beyond the columns: kept for rescheduling and later issues (networking). */

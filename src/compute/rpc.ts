@@ -2,6 +2,7 @@
 // over the bus. Agents never touch the database: they report to the conductor, and the
 // conductor tells them what to run.
 import type { Bus } from '../bus/types.js';
+import type { FlavorSize } from './flavors.js';
 
 /** The topic the conductor serves; every controller process serves it, calls are shared between them. */
 export const CONDUCTOR_TOPIC = 'conductor';
@@ -47,7 +48,7 @@ export interface InstanceSpec {
   hostname: string;
   projectId: string;
   userId: string;
-  flavor: { id: string; name: string; vcpus: number; memoryMb: number; rootGb: number; ephemeralGb: number; swapMb: number; extraSpecs: Record<string, string> };
+  flavor: FlavorSize;
   image: { id: string; properties: Record<string, string> } | null;
   keyData: string | null;
   userData: string | null;

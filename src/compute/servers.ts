@@ -196,11 +196,8 @@ export class ServerService {
       throw err;
     });
     if (flavor.disabled) throw new BadRequest(`Flavor ${id} could not be found.`);
-    return {
-      id: flavor.id, name: flavor.name, vcpus: flavor.vcpus, memoryMb: flavor.memoryMb, rootGb: flavor.rootGb,
-      ephemeralGb: flavor.ephemeralGb, swapMb: flavor.swapMb, rxtxFactor: flavor.rxtxFactor, description: flavor.description ?? null,
-      extraSpecs: flavor.extraSpecs,
-    };
+    const { id: flavorId, name, vcpus, memoryMb, rootGb, ephemeralGb, swapMb, rxtxFactor, description, extraSpecs } = flavor;
+    return { id: flavorId, name, vcpus, memoryMb, rootGb, ephemeralGb, swapMb, rxtxFactor, description, extraSpecs };
   }
 
   /** The boot image (imageRef, or the image of a boot_index 0 image→local mapping), checked against the flavor. */

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import type { Cloud } from '../../src/cli/cloud.js';
 import type { ConfigValues } from '../../src/core/config.js';
-import { ADMIN_PASSWORD, DEMO_PASSWORD, send, sleep, startTestCloud, type ApiResponse } from '../support/in-process.js';
+import { ADMIN_PASSWORD, DEMO_PASSWORD, newProjectUser, projectToken, send, sleep, startTestCloud, type ApiResponse } from '../support/in-process.js';
 
 export { ADMIN_PASSWORD, DEMO_PASSWORD, sleep, unique, type ApiResponse } from '../support/in-process.js';
 
@@ -51,22 +51,9 @@ export class ComputeCloud {
   put = (path: string, body: unknown, options?: CallOptions) => this.call('PUT', path, { ...options, body });
   delete = (path: string, options?: CallOptions) => this.call('DELETE', path, options);
 
-  async token(user: string, password: string, project: string): Promise<{ token: string; projectId: string; userId: string }> {
-    const res = await send(`${this.cloud.url}/identity/v3/auth/tokens`, 'POST', { 'Content-Type': 'application/json' },
-      JSON.stringify({ auth: { identity: { methods: ['password'], password: { user: { name: user, domain: { id: 'default' }, password } } }, scope: { project: { name: project, domain: { id: 'default' } } } } }));
-    assert.equal(res.status, 201, res.text);
-    return { token: res.headers.get('x-subject-token')!, projectId: res.body.token.project.id, userId: res.body.token.user.id };
-  }
-
+  token = (user: string, password: string, project: string) => projectToken(this.cloud, user, password, project);
   /** A new user with `role` on a new project; returns its token, project id and user id. */
-  async projectUser(name: string, role = 'member'): Promise<{ token: string; projectId: string; userId: string }> {
-    const identity = this.cloud.identity.identity;
-    const project = await identity.createProject({ name: `${name}-project`, domain_id: 'default' });
-    const user = await identity.createUser({ name: `${name}-user`, password: 'pw-' + name, domain_id: 'default' });
-    const roleRef = await identity.findRoleByName(role);
-    await identity.grantRole({ actor_type: 'user', actor_id: user.id, target_type: 'project', target_id: project.id, role_id: roleRef.id, inherited: false });
-    return this.token(`${name}-user`, 'pw-' + name, `${name}-project`);
-  }
+  projectUser = (name: string, role = 'member') => newProjectUser(this.cloud, name, role);
 
   /** Polls GET /servers/{id} until `done(server)` holds (default: status is not BUILD); returns the server. */
   async waitServer(id: string, done: (server: any) => boolean = (s) => s.status !== 'BUILD', token?: string, timeoutMs = 20_000): Promise<any> {

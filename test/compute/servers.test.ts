@@ -12,6 +12,9 @@ describe('servers', () => {
   before(async () => {
     cc = await startComputeCloud({ DEFAULT: { report_interval: '1' } }, 2);
     imageId = await cc.createImage({ visibility: 'public' });
+    // The tests below keep their servers; the admin project's default quota (10 instances) is not what they test.
+    const quota = await cc.put(`/os-quota-sets/${cc.adminProject}`, { quota_set: { instances: -1, cores: -1, ram: -1 } });
+    assert.equal(quota.status, 200, quota.text);
   });
   after(async () => cc?.close());
 
@@ -111,7 +114,7 @@ describe('servers', () => {
     const flavor = await cc.post('/flavors', { flavor: { name: unique('needs-trait'), ram: 256, vcpus: 1, disk: 1 } });
     assert.equal(flavor.status, 200, flavor.text);
     const flavorId = flavor.body.flavor.id;
-    const spec = await cc.post(`/flavors/${flavorId}/os-extra-specs`, { extra_specs: { 'trait:CUSTOM_GPU': 'required' } });
+    const spec = await cc.post(`/flavors/${flavorId}/os-extra_specs`, { extra_specs: { 'trait:CUSTOM_GPU': 'required' } });
     assert.equal(spec.status, 200, spec.text);
     const created = await cc.boot({ name: 'no-room', imageRef: imageId, flavorRef: flavorId });
     const server = await cc.waitServer(created.id);

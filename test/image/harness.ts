@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Cloud } from '../../src/cli/cloud.js';
 import type { ConfigValues } from '../../src/core/config.js';
-import { ADMIN_PASSWORD, DEMO_PASSWORD, send, startTestCloud, type ApiResponse } from '../support/in-process.js';
+import { ADMIN_PASSWORD, DEMO_PASSWORD, newProjectUser, projectToken, send, startTestCloud, type ApiResponse } from '../support/in-process.js';
 
 export { ADMIN_PASSWORD, DEMO_PASSWORD, sleep, unique, type ApiResponse } from '../support/in-process.js';
 export const JSON_PATCH = 'application/openstack-images-v2.1-json-patch';
@@ -81,27 +81,9 @@ export class ImageCloud {
     return existsSync(dir) ? readdirSync(dir) : [];
   }
 
-  async token(user: string, password: string, project: string): Promise<{ token: string; projectId: string }> {
-    const res = await fetch(`${this.cloud.url}/identity/v3/auth/tokens`, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ auth: { identity: { methods: ['password'], password: { user: { name: user, domain: { id: 'default' }, password } } }, scope: { project: { name: project, domain: { id: 'default' } } } } }),
-    });
-    const text = await res.text();
-    assert.equal(res.status, 201, text);
-    const body = JSON.parse(text);
-    return { token: res.headers.get('x-subject-token')!, projectId: body.token.project.id };
-  }
-
+  token = (user: string, password: string, project: string) => projectToken(this.cloud, user, password, project);
   /** A new user with `role` on a new project; returns its token and project id. */
-  async projectUser(name: string, role = 'member'): Promise<{ token: string; projectId: string }> {
-    const identity = this.cloud.identity.identity;
-    const project = await identity.createProject({ name: `${name}-project`, domain_id: 'default' });
-    const user = await identity.createUser({ name: `${name}-user`, password: 'pw-' + name, domain_id: 'default' });
-    const roleRef = await identity.findRoleByName(role);
-    await identity.grantRole({ actor_type: 'user', actor_id: user.id, target_type: 'project', target_id: project.id, role_id: roleRef.id, inherited: false });
-    return this.token(`${name}-user`, 'pw-' + name, `${name}-project`);
-  }
+  projectUser = (name: string, role = 'member') => newProjectUser(this.cloud, name, role);
 
   async close(): Promise<void> {
     await this.cloud.close();

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import type { Cloud } from '../../src/cli/cloud.js';
-import { ADMIN_PASSWORD, DEMO_PASSWORD, send, startTestCloud, type ApiResponse } from '../support/in-process.js';
+import { ADMIN_PASSWORD, DEMO_PASSWORD, projectToken, send, startTestCloud, type ApiResponse } from '../support/in-process.js';
 
 export { type ApiResponse } from '../support/in-process.js';
 
@@ -33,13 +33,7 @@ export class PlacementCloud {
   delete = (path: string, version?: string, options: CallOptions = {}) => this.call('DELETE', path, { ...options, version });
 
   async token(user: string, password: string, project: string): Promise<string> {
-    const res = await fetch(`${this.cloud.url}/identity/v3/auth/tokens`, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ auth: { identity: { methods: ['password'], password: { user: { name: user, domain: { id: 'default' }, password } } }, scope: { project: { name: project, domain: { id: 'default' } } } } }),
-    });
-    assert.equal(res.status, 201, await res.text());
-    return res.headers.get('x-subject-token')!;
+    return (await projectToken(this.cloud, user, password, project)).token;
   }
 
   /** Creates a provider (1.20 answers with its body) with inventories; returns its uuid. */

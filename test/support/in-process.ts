@@ -50,6 +50,26 @@ export async function startTestCloud<T>(name: string, options: ConfigValues, pre
   }
 }
 
+export interface ProjectToken { token: string; projectId: string; userId: string }
+
+/** A project-scoped token for a user of the Default domain, by password. */
+export async function projectToken(cloud: Cloud, user: string, password: string, project: string): Promise<ProjectToken> {
+  const res = await send(`${cloud.url}/identity/v3/auth/tokens`, 'POST', { 'Content-Type': 'application/json' },
+    JSON.stringify({ auth: { identity: { methods: ['password'], password: { user: { name: user, domain: { id: 'default' }, password } } }, scope: { project: { name: project, domain: { id: 'default' } } } } }));
+  if (res.status !== 201) throw new Error(`token for ${user} on ${project}: ${res.status} ${res.text}`);
+  return { token: res.headers.get('x-subject-token')!, projectId: res.body.token.project.id, userId: res.body.token.user.id };
+}
+
+/** A new user `NAME-user` with `role` on a new project `NAME-project`, and its token. */
+export async function newProjectUser(cloud: Cloud, name: string, role = 'member'): Promise<ProjectToken> {
+  const identity = cloud.identity.identity;
+  const project = await identity.createProject({ name: `${name}-project`, domain_id: 'default' });
+  const user = await identity.createUser({ name: `${name}-user`, password: 'pw-' + name, domain_id: 'default' });
+  const roleRef = await identity.findRoleByName(role);
+  await identity.grantRole({ actor_type: 'user', actor_id: user.id, target_type: 'project', target_id: project.id, role_id: roleRef.id, inherited: false });
+  return projectToken(cloud, `${name}-user`, 'pw-' + name, `${name}-project`);
+}
+
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A unique name for test fixtures. */

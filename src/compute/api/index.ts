@@ -6,6 +6,14 @@ import { useErrorFormat } from '../../http/errors.js';
 import { useMicroversions } from '../../http/microversion.js';
 import { serviceUrl, type ComputeApiDeps } from './common.js';
 import { novaErrorBody } from './errors.js';
+import { hostRoutes } from './hosts.js';
+import { serverRoutes } from './servers.js';
+import { usageRoutes } from './usage.js';
+import { flavorRoutes } from './flavors.js';
+import { keypairRoutes } from './keypairs.js';
+import { quotaRoutes } from './quotas.js';
+import { serverGroupRoutes } from './server-groups.js';
+import { aggregateRoutes } from './aggregates.js';
 
 export const MIN_MICROVERSION = '2.1';
 export const MAX_MICROVERSION = '2.79';
@@ -24,6 +32,14 @@ async function resources(app: FastifyInstance, deps: ComputeApiDeps): Promise<vo
     const v = versions(request)[1];
     return { version: { ...v, 'media-types': [{ base: 'application/json', type: 'application/vnd.openstack.compute+json;version=2.1' }] } };
   });
+  hostRoutes(app, deps);
+  serverRoutes(app, deps);
+  usageRoutes(app, deps);
+  flavorRoutes(app, deps);
+  keypairRoutes(app, deps);
+  quotaRoutes(app, deps);
+  serverGroupRoutes(app, deps);
+  aggregateRoutes(app, deps);
 }
 
 export function computeApi(deps: ComputeApiDeps & { tokens: TokenValidator }) {

@@ -4,6 +4,7 @@
 // on every way out that does not end in a running instance. Resuming after a crash reads
 // where each instance is (no host yet, host chosen, running) and carries on from there.
 import { NuboError } from '../../core/errors.js';
+import type { FlavorSize } from '../flavors.js';
 import type { Instance } from '../instances.js';
 import { VmState } from '../instances.js';
 import { PowerState, type InstanceSpec } from '../rpc.js';
@@ -184,6 +185,11 @@ async function requestSpecOf(ctx: ConductorContext, first: Instance, instances: 
   };
 }
 
+function sizeOf(flavor: FlavorSize): FlavorSize {
+  const { id, name, vcpus, memoryMb, rootGb, ephemeralGb, swapMb, extraSpecs } = flavor;
+  return { id, name, vcpus, memoryMb, rootGb, ephemeralGb, swapMb, extraSpecs };
+}
+
 async function specOf(ctx: ConductorContext, instance: Instance): Promise<InstanceSpec> {
   const properties = instance.imageRef ? await ctx.imageProperties(instance.imageRef) : null;
   return {
@@ -192,10 +198,7 @@ async function specOf(ctx: ConductorContext, instance: Instance): Promise<Instan
     hostname: instance.hostname,
     projectId: instance.projectId,
     userId: instance.userId,
-    flavor: {
-      id: instance.flavor.id, name: instance.flavor.name, vcpus: instance.flavor.vcpus, memoryMb: instance.flavor.memoryMb,
-      rootGb: instance.flavor.rootGb, ephemeralGb: instance.flavor.ephemeralGb, swapMb: instance.flavor.swapMb, extraSpecs: instance.flavor.extraSpecs,
-    },
+    flavor: sizeOf(instance.flavor),
     image: instance.imageRef ? { id: instance.imageRef, properties: properties ?? {} } : null,
     keyData: instance.keyData,
     userData: instance.userData,

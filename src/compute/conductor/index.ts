@@ -3,12 +3,8 @@
 // controller process runs one; they share the CONDUCTOR_TOPIC and the workflow table.
 import { hostname } from 'node:os';
 import type { Kysely } from 'kysely';
-import type { Bus, Subscription } from '../../bus/types.js';
-import type { Config } from '../../core/config.js';
-import type { Logger } from '../../core/log.js';
-import type { Database } from '../../db/index.js';
-import type { ImageService } from '../../image/service.js';
-import type { PlacementService } from '../../placement/service.js';
+import type { Subscription } from '../../bus/types.js';
+import type { ComputeDeps } from '../index.js';
 import type { InstanceActionStore } from '../actions.js';
 import type { AggregateService } from '../aggregates.js';
 import type { HostService } from '../hosts.js';
@@ -22,13 +18,7 @@ import { deleteWorkflow, type DeleteData } from './delete.js';
 import { hostHandlers } from './host-handlers.js';
 import { WorkflowRunner, WorkflowStore, type Workflow } from './workflows.js';
 
-export interface ConductorDeps {
-  config: Config;
-  database: Database;
-  bus: Bus;
-  logger: Logger;
-  placement: PlacementService;
-  images: ImageService;
+export interface ConductorDeps extends ComputeDeps {
   instances: InstanceStore;
   actions: InstanceActionStore;
   hosts: HostService;

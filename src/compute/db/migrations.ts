@@ -35,6 +35,8 @@ async function createSchema(db: Kysely<any>): Promise<void> {
     .execute();
 
   await db.schema.createTable('compute_keypairs')
+    /** Nova's integer keypair id (shown by GET /os-keypairs/{name}); allocated max(id)+1. */
+    .addColumn('id', 'integer', (c) => c.notNull().unique())
     .addColumn('user_id', uuid, (c) => c.notNull())
     .addColumn('name', name, (c) => c.notNull())
     .addColumn('type', 'varchar(16)', (c) => c.notNull())
@@ -51,6 +53,14 @@ async function createSchema(db: Kysely<any>): Promise<void> {
     .addColumn('resource', name, (c) => c.notNull())
     .addColumn('hard_limit', 'integer', (c) => c.notNull())
     .addPrimaryKeyConstraint('compute_quotas_pk', ['project_id', 'user_id', 'resource'])
+    .execute();
+
+  // Quota class limits (os-quota-class-sets); the "default" class overrides the [quota] defaults.
+  await db.schema.createTable('compute_quota_classes')
+    .addColumn('class_name', name, (c) => c.notNull())
+    .addColumn('resource', name, (c) => c.notNull())
+    .addColumn('hard_limit', 'integer', (c) => c.notNull())
+    .addPrimaryKeyConstraint('compute_quota_classes_pk', ['class_name', 'resource'])
     .execute();
 
   // One row per service process (nova-compute, nova-conductor, nova-scheduler): heartbeats go to updated_at.
