@@ -74,7 +74,8 @@ export async function main(argv: string[]): Promise<void> {
     };
     process.on('SIGTERM', () => void stop('SIGTERM'));
     process.on('SIGINT', () => void stop('SIGINT'));
-    process.stdout.write(`Nubo ready at ${cloud.url} (identity: ${cloud.url}/identity/v3; credentials in ${join(dataDir, 'admin-openrc.sh')})\n`);
+    const hosts = cloud.agents.length ? `${cloud.agents.length} compute host(s) with the ${config.get('compute', 'driver', 'fake')} driver` : 'no compute host (agents join with `nubo compute`)';
+    process.stdout.write(`Nubo ready at ${cloud.url} (identity: ${cloud.url}/identity/v3; credentials in ${join(dataDir, 'admin-openrc.sh')}; ${hosts})\n`);
     return;
   }
 

@@ -26,7 +26,7 @@ export class WorkflowStore {
   /** `<conductor host>/<random>`: the host part lets a restarted conductor take back its own workflows at once. */
   readonly owner: string;
 
-  constructor(private readonly database: Database, readonly conductorHost: string = hostname(), private readonly leaseMs = 30_000) {
+  constructor(private readonly database: Database, readonly conductorHost: string = hostname(), readonly leaseMs = 30_000) {
     this.owner = `${conductorHost}/${newUuid()}`;
   }
 
@@ -109,12 +109,21 @@ export class WorkflowRunner {
     this.handlers.set(kind, handler);
   }
 
-  /** Resumes orphaned workflows and starts renewing leases. */
+  /**
+   * Resumes orphaned workflows, then keeps renewing this conductor's leases and, as often,
+   * takes over the workflows of conductors that stopped renewing theirs.
+   */
   async start(): Promise<number> {
     this.leaseTimer = setInterval(() => {
-      this.store.renewLeases().catch((err) => this.logger.warn('workflow lease renewal failed', { error: String(err) }));
-    }, 10_000);
+      this.store.renewLeases()
+        .then(() => this.resumeOrphans())
+        .catch((err) => this.logger.warn('workflow lease renewal failed', { error: String(err) }));
+    }, this.store.leaseMs / 3);
     this.leaseTimer.unref();
+    return this.resumeOrphans();
+  }
+
+  private async resumeOrphans(): Promise<number> {
     const orphans = await this.store.takeOrphans();
     for (const workflow of orphans) {
       this.logger.info(`resuming ${workflow.kind} workflow ${workflow.id} of instance ${workflow.instanceId} at step ${workflow.step}`);
