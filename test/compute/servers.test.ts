@@ -110,6 +110,14 @@ describe('servers', () => {
     assert.equal(members.body.server_group.members.length, 3);
   });
 
+  it('follows the same_host and different_host hints', async () => {
+    const first = await cc.waitServer((await cc.boot({ name: 'anchor', imageRef: imageId })).id);
+    const apart = await cc.waitServer((await cc.boot({ name: 'apart', imageRef: imageId }, { hints: { different_host: [first.id] } })).id);
+    const together = await cc.waitServer((await cc.boot({ name: 'together', imageRef: imageId }, { hints: { same_host: first.id } })).id);
+    assert.notEqual(apart['OS-EXT-SRV-ATTR:host'], first['OS-EXT-SRV-ATTR:host']);
+    assert.equal(together['OS-EXT-SRV-ATTR:host'], first['OS-EXT-SRV-ATTR:host']);
+  });
+
   it('puts a server no host can take in ERROR with a No valid host fault that says why', async () => {
     const flavor = await cc.post('/flavors', { flavor: { name: unique('needs-trait'), ram: 256, vcpus: 1, disk: 1 } });
     assert.equal(flavor.status, 200, flavor.text);

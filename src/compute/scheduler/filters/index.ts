@@ -32,12 +32,14 @@ export const FILTERS: Record<string, (options: FilterOptions) => HostFilter> = {
 };
 
 /**
- * Nova's default enabled_filters, with RetryFilter first (so ignoreHosts holds) and the
- * in-request resource guards last.
+ * Nova's default enabled_filters, with RetryFilter first (so ignoreHosts holds), the
+ * same_host/different_host hint filters (so those hints work without configuration, as in
+ * devstack) and the in-request resource guards last.
  */
 export const DEFAULT_ENABLED_FILTERS = [
   'RetryFilter', 'AvailabilityZoneFilter', 'ComputeFilter', 'ComputeCapabilitiesFilter', 'ImagePropertiesFilter',
-  'ServerGroupAntiAffinityFilter', 'ServerGroupAffinityFilter', 'RamFilter', 'DiskFilter', 'CoreFilter',
+  'ServerGroupAntiAffinityFilter', 'ServerGroupAffinityFilter', 'SameHostFilter', 'DifferentHostFilter',
+  'RamFilter', 'DiskFilter', 'CoreFilter',
 ];
 
 const shortName = (name: string) => name.slice(name.lastIndexOf('.') + 1);
