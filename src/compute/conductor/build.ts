@@ -27,16 +27,15 @@ export interface BuildData {
 export function buildWorkflow(ctx: ConductorContext) {
   return async function runBuild(workflow: Workflow<BuildData>, store: WorkflowStore): Promise<void> {
     const data = workflow.data;
-    // A workflow taken over from a stopped conductor may have spawns in flight or done on the hosts.
-    const resumed = workflow.step !== 'start';
+    // A workflow taken over from a stopped conductor may hold claims, and spawns in flight or done on the hosts.
+    const resumed = workflow.resumed;
     const instances = (await Promise.all(data.instanceIds.map((id) => ctx.instances.find(id)))).filter((i): i is Instance => !!i);
 
     // Instances with no host yet (new, or cut off between claiming and recording the host) are scheduled together,
     // so anti-affinity and the in-request consumption of resources see each other.
     const unscheduled = instances.filter((i) => !i.deletedAt && i.vmState === VmState.BUILDING && i.taskState === 'scheduling' && !i.host);
     if (unscheduled.length > 0) {
-      await store.advance(workflow, 'scheduling');
-      for (const instance of unscheduled) await ctx.placement.deleteAllocations(instance.id);
+      if (resumed) for (const instance of unscheduled) await ctx.placement.deleteAllocations(instance.id);
       const placed = await schedule(ctx, workflow, unscheduled);
       await store.advance(workflow, 'scheduled', data);
       if (!placed) {
@@ -45,7 +44,6 @@ export function buildWorkflow(ctx: ConductorContext) {
       }
     }
 
-    await store.advance(workflow, 'spawning');
     await Promise.all(data.instanceIds.map((id) => buildOne(ctx, workflow, store, id, resumed)));
     await store.finish(workflow, 'done');
   };

@@ -17,6 +17,8 @@ export interface Workflow<Data = any> {
   status: 'running' | 'done' | 'failed';
   data: Data;
   owner: string | null;
+  /** True when this run took the workflow over from a conductor that stopped (its handler must check what was done). */
+  resumed: boolean;
 }
 
 /** Runs one workflow to its end. It must be safe to call again on a workflow that was cut off at any point. */
@@ -32,7 +34,7 @@ export class WorkflowStore {
 
   async create<Data>(kind: string, instanceId: string, data: Data, trx?: Kysely<any>): Promise<Workflow<Data>> {
     const now = new Date();
-    const workflow: Workflow<Data> = { id: newUuid(), kind, instanceId, step: 'start', status: 'running', data, owner: this.owner };
+    const workflow: Workflow<Data> = { id: newUuid(), kind, instanceId, step: 'start', status: 'running', data, owner: this.owner, resumed: false };
     await (trx ?? this.database.db).insertInto('compute_workflows').values({
       id: workflow.id, kind, instance_id: instanceId, step: 'start', status: 'running', data: JSON.stringify(data), owner: this.owner,
       lease_until: new Date(now.getTime() + this.leaseMs).toISOString(), created_at: now.toISOString(), updated_at: now.toISOString(),
@@ -79,7 +81,7 @@ export class WorkflowStore {
         .where((eb) => (row.owner === null ? eb('owner', 'is', null) : eb('owner', '=', row.owner)))
         .executeTakeFirst();
       if (Number(result.numUpdatedRows) > 0) {
-        taken.push({ id: row.id, kind: row.kind, instanceId: row.instance_id, step: row.step, status: 'running', data: JSON.parse(row.data), owner: this.owner });
+        taken.push({ id: row.id, kind: row.kind, instanceId: row.instance_id, step: row.step, status: 'running', data: JSON.parse(row.data), owner: this.owner, resumed: true });
       }
     }
     return taken;
@@ -87,7 +89,7 @@ export class WorkflowStore {
 
   async running(instanceId: string): Promise<Workflow[]> {
     const rows = await this.database.db.selectFrom('compute_workflows').selectAll().where('instance_id', '=', instanceId).where('status', '=', 'running').execute();
-    return (rows as any[]).map((row) => ({ id: row.id, kind: row.kind, instanceId: row.instance_id, step: row.step, status: row.status, data: JSON.parse(row.data), owner: row.owner }));
+    return (rows as any[]).map((row) => ({ id: row.id, kind: row.kind, instanceId: row.instance_id, step: row.step, status: row.status, data: JSON.parse(row.data), owner: row.owner, resumed: false }));
   }
 }
 
