@@ -237,7 +237,7 @@ export function serverRoutes(app: FastifyInstance, deps: ComputeApiDeps): void {
     const body = request.body as any;
     const s = body.server;
     const v237 = atLeast(request, '2.37');
-    if (v237 && s.networks === undefined) throw new BadRequest("Invalid input for field/attribute server. Value: ... 'networks' is a required property");
+    if (v237 && s.networks === undefined) throw new BadRequest("Invalid input for field/attribute server. 'networks' is a required property");
     if (!v237 && typeof s.networks === 'string') throw new BadRequest(`Invalid input for field/attribute networks. Value: ${s.networks}. '${s.networks}' is not of type 'array'`);
     if (s.description !== undefined && !atLeast(request, '2.19')) throw new BadRequest("Invalid input for field/attribute server. Additional properties are not allowed ('description' was unexpected)");
     if (s.tags !== undefined && !atLeast(request, '2.52')) throw new BadRequest("Invalid input for field/attribute server. Additional properties are not allowed ('tags' was unexpected)");
