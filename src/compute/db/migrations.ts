@@ -188,7 +188,8 @@ async function createSchema(db: Kysely<any>): Promise<void> {
     .addColumn('deleted_at', time)
     .execute();
   await db.schema.createIndex('compute_instances_project').on('compute_instances').columns(['project_id', 'deleted_at']).execute();
-  await db.schema.createIndex('compute_instances_host').on('compute_instances').column('host').execute();
+  // (host, deleted_at): the scheduler counts live instances per host from the index alone.
+  await db.schema.createIndex('compute_instances_host').on('compute_instances').columns(['host', 'deleted_at']).execute();
   await db.schema.createIndex('compute_instances_updated').on('compute_instances').column('updated_at').execute();
 
   await db.schema.createTable('compute_instance_metadata')

@@ -9,7 +9,7 @@ import type { Config } from '../../core/config.js';
 import { Conflict, NuboError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import type { Database } from '../../db/index.js';
-import type { AllocationRequest, CandidateQuery, Candidates, PlacementService } from '../../placement/service.js';
+import type { AllocationRequest, CandidateQuery, Candidates, PlacementService, ProviderSummary } from '../../placement/service.js';
 import { enabledFilters } from './filters/index.js';
 import { applyProviderSummary, cloneHostState, consumeFromRequest, HostManager } from './host-manager.js';
 import { buildCandidateQuery, describeQuery } from './placement-request.js';
@@ -56,15 +56,17 @@ function sumAllocations(request: AllocationRequest): Resources {
 }
 
 /** Allocation requests by the root provider (the compute node) of the providers they use. */
-function requestsByRoot(candidates: Candidates): Map<string, AllocationRequest[]> {
+function requestsByRoot(candidates: Candidates, summaries: ReadonlyMap<string, ProviderSummary>): Map<string, AllocationRequest[]> {
   const byRoot = new Map<string, AllocationRequest[]>();
+  const add = (root: string, request: AllocationRequest) => {
+    const list = byRoot.get(root);
+    if (list) list.push(request); else byRoot.set(root, [request]);
+  };
   for (const request of candidates.allocation_requests) {
-    const roots = new Set(Object.keys(request.allocations).map((rp) => candidates.provider_summaries[rp]?.root_provider_uuid ?? rp));
-    for (const root of roots) {
-      const list = byRoot.get(root) ?? [];
-      list.push(request);
-      byRoot.set(root, list);
-    }
+    const providers = Object.keys(request.allocations);
+    if (providers.length === 1) { add(summaries.get(providers[0])?.root_provider_uuid ?? providers[0], request); continue; }
+    const roots = new Set(providers.map((rp) => summaries.get(rp)?.root_provider_uuid ?? rp));
+    for (const root of roots) add(root, request);
   }
   return byRoot;
 }
@@ -93,8 +95,11 @@ abstract class BaseDriver implements SchedulerDriver {
     this.azPrefilter = config.getBool('scheduler', 'query_placement_for_availability_zone', true);
   }
 
-  /** Every host's state, fresh or cached; the caller copies before consuming. */
-  protected abstract allHostStates(spec: RequestSpec): Promise<HostState[]>;
+  /**
+   * The states of the hosts among `providers` (node order), fresh or cached: copies this request
+   * may consume from.
+   */
+  protected abstract hostStates(spec: RequestSpec, providers: ReadonlyMap<string, unknown>): Promise<HostState[]>;
 
   /** The instances whose hosts the filters and weighers look at: group members, hinted instances, the request's own. */
   protected namedInstances(spec: RequestSpec): string[] {
@@ -129,7 +134,8 @@ abstract class BaseDriver implements SchedulerDriver {
     const removed: FilterRun['removed'] = [];
     const apply = (list: HostState[], filter: HostFilter): HostState[] => {
       const before = list.length;
-      const passed = list.filter((h) => filter.hostPasses(h, spec));
+      const passes = filter.forRequest ? filter.forRequest(spec) : (h: HostState) => filter.hostPasses(h, spec);
+      const passed = list.filter(passes);
       this.logger.debug(`Filter ${filter.name} returned ${passed.length} host(s)`, { instance: spec.instanceUuids[index] });
       if (passed.length < before) removed.push({ name: filter.name, removed: before - passed.length, of: before });
       return passed;
@@ -184,15 +190,14 @@ abstract class BaseDriver implements SchedulerDriver {
     if (candidates.allocation_requests.length === 0) {
       throw new NoValidHost(`There are not enough hosts available: Placement found no host with ${describeQuery(query, notes)}.`);
     }
-    const byRoot = requestsByRoot(candidates);
-    const hosts = (await this.allHostStates(input))
-      .filter((h) => byRoot.has(h.providerUuid) && (!forcedNodes || forcedNodes.has(h.providerUuid)))
-      .map((h) => {
-        const copy = cloneHostState(h);
-        const summary = candidates.provider_summaries[h.providerUuid];
-        if (summary) applyProviderSummary(copy, summary);
-        return copy;
-      });
+    // A Map: the summaries object has a key per provider, slow to index with uuids read from the database.
+    const summaries = new Map(Object.entries(candidates.provider_summaries));
+    const byRoot = requestsByRoot(candidates, summaries);
+    const hosts = (await this.hostStates(input, byRoot)).filter((h) => !forcedNodes || forcedNodes.has(h.providerUuid));
+    for (const h of hosts) {
+      const summary = summaries.get(h.providerUuid);
+      if (summary) applyProviderSummary(h, summary);
+    }
     if (hosts.length === 0) {
       throw new NoValidHost(`There are not enough hosts available: Placement returned ${byRoot.size} candidate provider(s), none of them a compute node the scheduler knows.`);
     }
@@ -201,7 +206,7 @@ abstract class BaseDriver implements SchedulerDriver {
     const spec: RequestSpec = { ...input, ignoreHosts: [...input.ignoreHosts] };
     if (input.group) {
       const groupHosts = new Set(await this.hostManager.hostsOfInstances(input.group.members));
-      for (const h of hosts) if (input.group.members.some((m) => h.instanceUuids.has(m))) groupHosts.add(h.host);
+      for (const h of hosts) if (h.instanceUuids.size > 0 && input.group.members.some((m) => h.instanceUuids.has(m))) groupHosts.add(h.host);
       spec.group = { ...input.group, members: [...input.group.members], hosts: [...groupHosts].sort() };
     }
 
@@ -300,12 +305,16 @@ abstract class BaseDriver implements SchedulerDriver {
 }
 
 export class FilterDriver extends BaseDriver {
-  protected allHostStates(spec: RequestSpec): Promise<HostState[]> { return this.hostManager.getHostStates({ instances: this.namedInstances(spec) }); }
+  protected hostStates(spec: RequestSpec, providers: ReadonlyMap<string, unknown>): Promise<HostState[]> {
+    return this.hostManager.getHostStates({ instances: this.namedInstances(spec), providers });
+  }
   protected order(hosts: HostState[], spec: RequestSpec): HostState[] { return this.weighed(hosts, spec); }
 }
 
 export class RandomDriver extends BaseDriver {
-  protected allHostStates(spec: RequestSpec): Promise<HostState[]> { return this.hostManager.getHostStates({ instances: this.namedInstances(spec) }); }
+  protected hostStates(spec: RequestSpec, providers: ReadonlyMap<string, unknown>): Promise<HostState[]> {
+    return this.hostManager.getHostStates({ instances: this.namedInstances(spec), providers });
+  }
   /** A random order (Fisher-Yates): the first is the pick, the rest are the claim fallbacks and alternates. */
   protected order(hosts: HostState[]): HostState[] {
     const out = [...hosts];
@@ -350,7 +359,11 @@ export class CachingDriver extends BaseDriver {
     return this.loading;
   }
 
-  protected async allHostStates(): Promise<HostState[]> {
+  protected async hostStates(_spec: RequestSpec, providers: ReadonlyMap<string, unknown>): Promise<HostState[]> {
+    return (await this.allHostStates()).filter((h) => providers.has(h.providerUuid)).map(cloneHostState);
+  }
+
+  private async allHostStates(): Promise<HostState[]> {
     if (!this.timer) {
       this.timer = setInterval(() => {
         this.refresh().catch((err: Error) => this.logger.warn('host state refresh failed', { error: err.message }));

@@ -132,6 +132,44 @@ describe('scheduler end to end (SQLite, real Placement)', () => {
     assert.equal(lenient.find((s) => s.host === 'stale')!.availabilityZone, 'zz');
   });
 
+  it('keeps what it read of the hosts between calls and still sees every change', async () => {
+    let nowMs = Date.now();
+    const manager = new HostManager({ config: new Config({}, {}), database: cloud.database, now: () => new Date(nowMs) });
+    const db = cloud.database.db;
+    await cloud.addHost('a');
+    await cloud.addHost('b');
+    const read = async () => Object.fromEntries((await manager.getHostStates({ instances: [] })).map((s) => [s.host, s]));
+    let by = await read();
+    assert.deepEqual([by.a.service.up, by.a.service.disabled, by.b.service.up, by.b.service.disabled], [true, false, true, false]);
+
+    await db.updateTable('compute_services').set({ disabled: 1, disabled_reason: 'maintenance' }).where('host', '=', 'b').execute();
+    await db.updateTable('compute_nodes').set({ traits: '["CUSTOM_NEW"]', updated_at: new Date(nowMs + 1).toISOString() }).where('host', '=', 'a').execute();
+    await db.updateTable('compute_nodes').set({ failed_builds: 3 }).where('host', '=', 'a').execute();
+    await cloud.addAggregate(['a'], { availability_zone: 'az9' });
+    by = await read();
+    assert.equal(by.b.service.disabled, true, 'a disabled service is seen at once');
+    assert.equal(by.b.service.disabledReason, 'maintenance');
+    assert.deepEqual(by.a.traits, ['CUSTOM_NEW'], 'a node whose updated_at changed is read again');
+    assert.equal(by.a.failedBuilds, 3);
+    assert.equal(by.a.availabilityZone, 'az9');
+
+    nowMs += 61_000;
+    by = await read();
+    assert.deepEqual([by.a.service.up, by.b.service.up], [false, false], 'no heartbeat for service_down_time: down');
+    await db.updateTable('compute_services').set({ updated_at: new Date(nowMs).toISOString() }).where('host', '=', 'a').execute();
+    await db.updateTable('compute_services').set({ forced_down: 1 }).where('host', '=', 'b').execute();
+    by = await read();
+    assert.equal(by.a.service.up, true, 'a heartbeat again: up at once');
+    assert.equal(by.b.service.forcedDown, true);
+
+    await cloud.addHost('c');
+    await db.deleteFrom('compute_nodes').where('host', '=', 'b').execute();
+    await db.deleteFrom('compute_services').where('host', '=', 'b').execute();
+    by = await read();
+    assert.deepEqual(Object.keys(by).sort(), ['a', 'c']);
+    assert.equal(by.c.service.disabled, false);
+  });
+
   it('picks the best weighed host, claims it in Placement and returns alternates', async () => {
     await cloud.addHost('small', { memoryMb: 2048 });
     await cloud.addHost('big', { memoryMb: 16384 });
@@ -329,8 +367,11 @@ describe('scheduler end to end (SQLite, real Placement)', () => {
     await cloud.addInstance('neighbour', 'a');
     const s = make();
     assert.equal((await s.selectDestinations(makeSpec({ instanceUuids: uuids(1), ignoreHosts: ['a'] })))[0].host, 'c');
-    assert.equal((await s.selectDestinations(makeSpec({ instanceUuids: uuids(1), schedulerHints: { different_host: ['neighbour'] } })))[0].host, 'a',
-      'DifferentHostFilter is not in the default enabled_filters: the hint does nothing');
+    assert.equal((await s.selectDestinations(makeSpec({ instanceUuids: uuids(1), schedulerHints: { different_host: ['neighbour'] } })))[0].host, 'c',
+      'DifferentHostFilter is enabled by default: the emptier host a is avoided');
+    const noHints = make({ filter_scheduler: { enabled_filters: 'ComputeFilter' } });
+    assert.equal((await noHints.selectDestinations(makeSpec({ instanceUuids: uuids(1), schedulerHints: { different_host: ['neighbour'] } })))[0].host, 'a',
+      'without DifferentHostFilter the hint does nothing');
     const forced = await s.selectDestinations(makeSpec({ instanceUuids: uuids(1), requestedHost: 'b' }));
     assert.equal(forced[0].host, 'b', 'a forced host skips the filters (even a disabled service), as in Nova');
     assert.deepEqual(forced[0].alternates, []);

@@ -130,6 +130,11 @@ export interface HostFilter {
   /** True when the answer cannot change between the instances of one request: then it runs for the first instance only. */
   readonly runOncePerRequest: boolean;
   hostPasses(host: HostState, spec: RequestSpec): boolean;
+  /**
+   * hostPasses for many hosts: the request's part worked out once, the returned test run per
+   * host. The spec must not change while the test is in use (the driver asks again per instance).
+   */
+  forRequest?(spec: RequestSpec): (host: HostState) => boolean;
 }
 
 /** A weigher: one number per host; normalized over the hosts (0..1) and scaled by the multiplier. */

@@ -1,13 +1,16 @@
 import type { HostState, RequestSpec } from '../types.js';
-import { BaseFilter, hintList } from './base.js';
+import { BaseFilter, hintList, passAll } from './base.js';
 
 /** affinity: once any member of the group has a host, only the group's hosts pass. */
 export class ServerGroupAffinityFilter extends BaseFilter {
   readonly name = 'ServerGroupAffinityFilter';
   hostPasses(host: HostState, spec: RequestSpec): boolean {
-    if (spec.group?.policy !== 'affinity') return true;
-    const hosts = spec.group.hosts ?? [];
-    return hosts.length === 0 || hosts.includes(host.host);
+    return this.forRequest(spec)(host);
+  }
+  override forRequest(spec: RequestSpec): (host: HostState) => boolean {
+    if (spec.group?.policy !== 'affinity') return passAll;
+    const hosts = new Set(spec.group.hosts ?? []);
+    return hosts.size === 0 ? passAll : (host) => hosts.has(host.host);
   }
 }
 
@@ -18,13 +21,22 @@ export class ServerGroupAffinityFilter extends BaseFilter {
 export class ServerGroupAntiAffinityFilter extends BaseFilter {
   readonly name = 'ServerGroupAntiAffinityFilter';
   hostPasses(host: HostState, spec: RequestSpec): boolean {
+    return this.forRequest(spec)(host);
+  }
+  override forRequest(spec: RequestSpec): (host: HostState) => boolean {
     const group = spec.group;
-    if (group?.policy !== 'anti-affinity') return true;
-    if (spec.instanceUuids.length === 1 && host.instanceUuids.has(spec.instanceUuids[0])) return true;
+    if (group?.policy !== 'anti-affinity') return passAll;
+    const moving = spec.instanceUuids.length === 1 ? spec.instanceUuids[0] : undefined;
     const limit = Number(group.rules?.max_server_per_host ?? 1) || 1;
-    let onHost = 0;
-    for (const member of group.members) if (host.instanceUuids.has(member)) onHost++;
-    return onHost < limit;
+    const members = group.members;
+    return (host) => {
+      const on = host.instanceUuids;
+      if (on.size === 0) return 0 < limit;
+      if (moving !== undefined && on.has(moving)) return true;
+      let onHost = 0;
+      for (const member of members) if (on.has(member)) onHost++;
+      return onHost < limit;
+    };
   }
 }
 
@@ -33,8 +45,11 @@ export class SameHostFilter extends BaseFilter {
   readonly name = 'SameHostFilter';
   override readonly runOncePerRequest = true;
   hostPasses(host: HostState, spec: RequestSpec): boolean {
+    return this.forRequest(spec)(host);
+  }
+  override forRequest(spec: RequestSpec): (host: HostState) => boolean {
     const wanted = hintList(spec, 'same_host');
-    return wanted.length === 0 || wanted.some((u) => host.instanceUuids.has(u));
+    return wanted.length === 0 ? passAll : (host) => wanted.some((u) => host.instanceUuids.has(u));
   }
 }
 
@@ -43,6 +58,10 @@ export class DifferentHostFilter extends BaseFilter {
   readonly name = 'DifferentHostFilter';
   override readonly runOncePerRequest = true;
   hostPasses(host: HostState, spec: RequestSpec): boolean {
-    return !hintList(spec, 'different_host').some((u) => host.instanceUuids.has(u));
+    return this.forRequest(spec)(host);
+  }
+  override forRequest(spec: RequestSpec): (host: HostState) => boolean {
+    const avoided = hintList(spec, 'different_host');
+    return avoided.length === 0 ? passAll : (host) => !avoided.some((u) => host.instanceUuids.has(u));
   }
 }

@@ -1,5 +1,5 @@
 import type { HostState, RequestSpec } from '../types.js';
-import { aggregateMetadata, BaseFilter, type FilterOptions } from './base.js';
+import { aggregateMetadata, BaseFilter, type FilterOptions, passAll } from './base.js';
 
 /**
  * Passes hosts in the requested zone: a zone of one of the host's aggregates, or, for a host
@@ -10,10 +10,16 @@ export class AvailabilityZoneFilter extends BaseFilter {
   override readonly runOncePerRequest = true;
   constructor(private readonly options: FilterOptions) { super(); }
   hostPasses(host: HostState, spec: RequestSpec): boolean {
+    return this.forRequest(spec)(host);
+  }
+  override forRequest(spec: RequestSpec): (host: HostState) => boolean {
     const wanted = spec.availabilityZone;
-    if (!wanted) return true;
-    const zones = aggregateMetadata(host, 'availability_zone').get('availability_zone');
-    if (zones && zones.size > 0) return zones.has(wanted);
-    return wanted === this.options.defaultAvailabilityZone;
+    if (!wanted) return passAll;
+    const inDefault = wanted === this.options.defaultAvailabilityZone;
+    return (host) => {
+      const zones = aggregateMetadata(host).get('availability_zone');
+      if (zones && zones.size > 0) return zones.has(wanted);
+      return inDefault;
+    };
   }
 }

@@ -1,6 +1,6 @@
 import { matchesRequirement, pythonStr } from '../extra-specs.js';
 import type { HostState, RequestSpec } from '../types.js';
-import { BaseFilter } from './base.js';
+import { BaseFilter, passAll } from './base.js';
 
 /** The host's attributes under Nova's HostState names, which `capabilities:` extra specs address. */
 export function capabilityAttributes(h: HostState): Record<string, unknown> {
@@ -30,6 +30,13 @@ export function capabilityAttributes(h: HostState): Record<string, unknown> {
   };
 }
 
+/** The attribute names (an object of the same keys, so that `in` answers as it does on the attributes). */
+const ATTRIBUTE_NAMES: Record<string, unknown> = capabilityAttributes({
+  host: '', nodename: '', hypervisorType: '', hypervisorVersion: 0, hostIp: null, cpuInfo: {}, supportedInstances: [], traits: [],
+  vcpus: 0, vcpusUsed: 0, memoryMb: 0, freeRamMb: 0, localGb: 0, freeDiskMb: 0, diskGbUsed: 0, numInstances: 0,
+  cpuAllocationRatio: 0, ramAllocationRatio: 0, diskAllocationRatio: 0, failedBuilds: 0, availabilityZone: '',
+} as unknown as HostState);
+
 /** Walks a scoped key ("cpu_info:arch") into the host's attributes, falling back to its capabilities (Nova's stats). */
 function lookup(h: HostState, attributes: Record<string, unknown>, path: string[]): unknown {
   let cap: unknown = undefined;
@@ -57,19 +64,27 @@ export class ComputeCapabilitiesFilter extends BaseFilter {
   readonly name = 'ComputeCapabilitiesFilter';
   override readonly runOncePerRequest = true;
   hostPasses(host: HostState, spec: RequestSpec): boolean {
-    const attributes = capabilityAttributes(host);
+    return this.forRequest(spec)(host);
+  }
+  override forRequest(spec: RequestSpec): (host: HostState) => boolean {
+    // The extra specs this filter reads: `capabilities:` ones, and unscoped keys (which apply when they name an attribute or capability).
+    const checks: { unscoped: boolean; key: string; path: string[]; requirement: string }[] = [];
     for (const [key, requirement] of Object.entries(spec.flavor.extraSpecs)) {
-      let scope = key.split(':');
-      if (scope.length === 1) {
-        if (!(key in attributes) && !(key in host.capabilities)) continue;
-      } else {
-        if (scope[0] !== 'capabilities') continue;
-        scope = scope.slice(1);
-      }
-      const cap = lookup(host, attributes, scope);
-      if (cap === undefined) return false;
-      if (!matchesRequirement(pythonStr(cap), String(requirement))) return false;
+      const scope = key.split(':');
+      if (scope.length === 1) checks.push({ unscoped: true, key, path: scope, requirement: String(requirement) });
+      else if (scope[0] === 'capabilities') checks.push({ unscoped: false, key, path: scope.slice(1), requirement: String(requirement) });
     }
-    return true;
+    if (checks.length === 0) return passAll;
+    return (host) => {
+      let attributes: Record<string, unknown> | undefined;
+      for (const check of checks) {
+        if (check.unscoped && !(check.key in ATTRIBUTE_NAMES) && !(check.key in host.capabilities)) continue;
+        attributes ??= capabilityAttributes(host);
+        const cap = lookup(host, attributes, check.path);
+        if (cap === undefined) return false;
+        if (!matchesRequirement(pythonStr(cap), check.requirement)) return false;
+      }
+      return true;
+    };
   }
 }

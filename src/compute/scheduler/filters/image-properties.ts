@@ -1,5 +1,5 @@
 import type { HostState, RequestSpec } from '../types.js';
-import { BaseFilter, type FilterOptions } from './base.js';
+import { BaseFilter, type FilterOptions, passAll } from './base.js';
 
 /** Nova's Architecture.canonicalize. */
 export function canonicalArch(name: string | undefined): string | undefined {
@@ -76,21 +76,26 @@ export class ImagePropertiesFilter extends BaseFilter {
     this.defaultArch = options.config.getOptional('filter_scheduler', 'image_properties_default_architecture') || undefined;
   }
   hostPasses(host: HostState, spec: RequestSpec): boolean {
+    return this.forRequest(spec)(host);
+  }
+  override forRequest(spec: RequestSpec): (host: HostState) => boolean {
     const p = spec.image?.properties ?? {};
     const wanted = [
       canonicalArch(p.hw_architecture ?? p.architecture ?? this.defaultArch),
       canonicalHvType(p.img_hv_type ?? p.hypervisor_type),
       canonicalVmMode(p.hw_vm_mode ?? p.vm_mode),
     ];
-    if (!wanted.some(Boolean)) return true;
-    if (!host.supportedInstances.length) return false;
+    if (!wanted.some(Boolean)) return passAll;
     const versionRequired = p.img_hv_requested_version ?? p.hypervisor_version_requires;
-    const versionOk = !versionRequired || !host.hypervisorVersion
-      || versionSatisfies(versionToString(host.hypervisorVersion), versionRequired);
-    if (!versionOk) return false;
-    return host.supportedInstances.some(([arch, hvType, vmMode]) => {
-      const offered = [canonicalArch(arch), canonicalHvType(hvType), canonicalVmMode(vmMode)];
-      return wanted.every((w) => !w || offered.includes(w));
-    });
+    return (host) => {
+      if (!host.supportedInstances.length) return false;
+      const versionOk = !versionRequired || !host.hypervisorVersion
+        || versionSatisfies(versionToString(host.hypervisorVersion), versionRequired);
+      if (!versionOk) return false;
+      return host.supportedInstances.some(([arch, hvType, vmMode]) => {
+        const offered = [canonicalArch(arch), canonicalHvType(hvType), canonicalVmMode(vmMode)];
+        return wanted.every((w) => !w || offered.includes(w));
+      });
+    };
   }
 }

@@ -1,6 +1,6 @@
 import { flavorResources } from '../placement-request.js';
 import type { HostState, RequestSpec } from '../types.js';
-import { BaseFilter } from './base.js';
+import { BaseFilter, passAll } from './base.js';
 
 /**
  * Nova dropped RamFilter/DiskFilter/CoreFilter for Placement, which stays the authority (the
@@ -12,13 +12,19 @@ import { BaseFilter } from './base.js';
 abstract class ResourceGuard extends BaseFilter {
   protected abstract readonly resourceClass: 'VCPU' | 'MEMORY_MB' | 'DISK_GB';
   hostPasses(host: HostState, spec: RequestSpec): boolean {
-    const wanted = flavorResources(spec.flavor, spec.bootFromVolume)[this.resourceClass];
-    const override = spec.flavor.extraSpecs[`resources:${this.resourceClass}`];
+    return this.forRequest(spec)(host);
+  }
+  override forRequest(spec: RequestSpec): (host: HostState) => boolean {
+    const cls = this.resourceClass;
+    const wanted = flavorResources(spec.flavor, spec.bootFromVolume)[cls];
+    const override = spec.flavor.extraSpecs[`resources:${cls}`];
     const amount = override !== undefined && /^\d+$/.test(override.trim()) ? Number(override) : wanted;
-    if (amount <= 0) return true;
-    const capacity = host.capacity[this.resourceClass];
-    if (capacity === undefined) return false;
-    return capacity - (host.used[this.resourceClass] ?? 0) >= amount;
+    if (amount <= 0) return passAll;
+    return (host) => {
+      const capacity = host.capacity[cls];
+      if (capacity === undefined) return false;
+      return capacity - (host.used[cls] ?? 0) >= amount;
+    };
   }
 }
 

@@ -16,12 +16,16 @@ export abstract class BaseWeigher implements HostWeigher {
   }
   abstract weigh(host: HostState, spec: RequestSpec): number;
   multiplier(host: HostState): number {
-    const overrides = host.aggregates
-      .map((a) => a.metadata[this.option])
-      .filter((v): v is string => v !== undefined)
-      .map(Number)
-      .filter(Number.isFinite);
-    return overrides.length ? Math.min(...overrides) : this.configured;
+    const aggregates = host.aggregates;
+    if (aggregates.length === 0) return this.configured;
+    let min = Infinity;
+    for (const a of aggregates) {
+      const v = a.metadata[this.option];
+      if (v === undefined) continue;
+      const n = Number(v);
+      if (Number.isFinite(n) && n < min) min = n;
+    }
+    return min === Infinity ? this.configured : min;
   }
 }
 

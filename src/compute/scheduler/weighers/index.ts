@@ -36,17 +36,31 @@ export interface WeighedHost { host: HostState; weight: number }
 
 /** The hosts with their total weights, heaviest first (stable for equal weights). */
 export function weighHosts(hosts: HostState[], spec: RequestSpec, weighers: HostWeigher[]): WeighedHost[] {
-  const weighed = hosts.map((host) => ({ host, weight: 0 }));
-  if (weighed.length > 1) {
+  const n = hosts.length;
+  const weights = new Float64Array(n);
+  if (n > 1) {
+    const values = new Array<number>(n);
     for (const weigher of weighers) {
-      const values = normalize(hosts.map((h) => weigher.weigh(h, spec)));
-      values.forEach((v, i) => { weighed[i].weight += weigher.multiplier(hosts[i]) * v; });
+      let lo = Infinity, hi = -Infinity, odd = false;
+      for (let i = 0; i < n; i++) {
+        const v = weigher.weigh(hosts[i], spec);
+        values[i] = v;
+        if (v < lo) lo = v;
+        if (v > hi) hi = v;
+        if (Number.isNaN(v)) odd = true;
+      }
+      if (odd) { // normalize() spelled out below, except for what it makes of NaN
+        normalize(values).forEach((v, i) => { weights[i] += weigher.multiplier(hosts[i]) * v; });
+        continue;
+      }
+      if (lo === hi) continue; // every value the same: all normalize to 0
+      const range = hi - lo;
+      for (let i = 0; i < n; i++) weights[i] += weigher.multiplier(hosts[i]) * ((values[i] - lo) / range);
     }
   }
-  return weighed
-    .map((w, i) => ({ ...w, i }))
-    .sort((a, b) => b.weight - a.weight || a.i - b.i)
-    .map(({ host, weight }) => ({ host, weight }));
+  const order = Array.from({ length: n }, (_, i) => i);
+  order.sort((a, b) => weights[b] - weights[a] || a - b);
+  return order.map((i) => ({ host: hosts[i], weight: weights[i] }));
 }
 
 export { RAMWeigher, DiskWeigher, CPUWeigher, ServerGroupSoftAffinityWeigher, ServerGroupSoftAntiAffinityWeigher, BuildFailureWeigher };
