@@ -21,6 +21,7 @@ import { QuotaService } from './quotas.js';
 import { ServerGroupService } from './server-groups.js';
 import { AggregateService } from './aggregates.js';
 import { ServerService } from './servers.js';
+import { ServerActions } from './lifecycle.js';
 import { Conductor } from './conductor/index.js';
 import { createScheduler, type Scheduler } from './scheduler/index.js';
 
@@ -45,6 +46,7 @@ export interface ComputeServices {
   instances: InstanceStore;
   actions: InstanceActionStore;
   servers: ServerService;
+  lifecycle: ServerActions;
   scheduler: Scheduler;
   conductor: Conductor;
   /** [api] enable_instance_password: generate an adminPass when the request gives none. */
@@ -74,8 +76,9 @@ export async function createCompute(options: ComputeDeps & { policy: PolicyEngin
   const scheduler = createScheduler({ config, database, placement: options.placement, logger: options.logger.child('scheduler') });
   const conductor = new Conductor({ ...options, logger: options.logger.child('conductor'), instances, actions, hosts, aggregates, serverGroups, scheduler });
   const servers = new ServerService({ config, database, instances, actions, flavors, keypairs, quotas, serverGroups, aggregates, hosts, images: options.images, conductor });
+  const lifecycle = new ServerActions({ database, bus: options.bus, instances, actions, hosts, conductor, rpcTimeoutMs: config.getInt('DEFAULT', 'rpc_response_timeout', 60) * 1000 });
   const services: ComputeServices = {
-    hosts, flavors, keypairs, quotas, serverGroups, aggregates, instances, actions, servers, scheduler, conductor,
+    hosts, flavors, keypairs, quotas, serverGroups, aggregates, instances, actions, servers, lifecycle, scheduler, conductor,
     enablePasswordGeneration: config.getBool('api', 'enable_instance_password', true),
   };
   const api = computeApi({ compute: services, policy: options.policy, tokens: options.tokens, maxLimit: config.getInt('api', 'max_limit', 1000) });

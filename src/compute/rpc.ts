@@ -3,6 +3,7 @@
 // conductor tells them what to run.
 import type { Bus } from '../bus/types.js';
 import type { FlavorSize } from './flavors.js';
+import type { PowerOperation } from './virt/driver.js';
 
 /** The topic the conductor serves; every controller process serves it, calls are shared between them. */
 export const CONDUCTOR_TOPIC = 'conductor';
@@ -77,6 +78,11 @@ export interface ComputeAgentRpc {
   getPowerState(args: { uuid: string }): Promise<{ powerState: PowerStateValue | null }>;
   /** Every instance the driver has, for reconciliation after a restart. */
   listInstances(args: Record<string, never>): Promise<{ uuids: string[] }>;
+  /** A power operation (VirtDriver.changePower); resolves with the power state reached. */
+  changePower(args: { uuid: string; operation: PowerOperation; timeoutSeconds?: number }): Promise<{ powerState: PowerStateValue }>;
+  consoleOutput(args: { uuid: string; length?: number }): Promise<{ output: string }>;
+  setAdminPassword(args: { uuid: string; password: string }): Promise<void>;
+  triggerCrashDump(args: { uuid: string }): Promise<void>;
   /** The host's uptime line, as uptime(1) prints it (os-hypervisors/{id}/uptime). */
   getHostUptime(args: Record<string, never>): Promise<{ uptime: string }>;
 }
@@ -89,6 +95,10 @@ export function agentClient(bus: Bus, host: string, timeoutMs: number): ComputeA
     destroyInstance: call('destroyInstance'),
     getPowerState: call('getPowerState'),
     listInstances: call('listInstances'),
+    changePower: call('changePower'),
+    consoleOutput: call('consoleOutput'),
+    setAdminPassword: call('setAdminPassword'),
+    triggerCrashDump: call('triggerCrashDump'),
     getHostUptime: call('getHostUptime'),
   };
 }

@@ -9,6 +9,7 @@ import type { ImageService } from '../image/service.js';
 import type { InstanceActionStore } from './actions.js';
 import type { AggregateService } from './aggregates.js';
 import type { Conductor } from './conductor/index.js';
+import type { DeleteData } from './conductor/delete.js';
 import type { FlavorService } from './flavors.js';
 import type { HostService } from './hosts.js';
 import { VmState, type BlockDeviceMapping, type FlavorSnapshot, type Instance, type InstanceListFilters, type InstanceRequest, type InstanceStore } from './instances.js';
@@ -277,7 +278,7 @@ export class ServerService {
     const workflow = await transaction(this.deps.database, async (trx) => {
       await this.deps.instances.update(instance.id, { taskState: 'deleting' }, trx);
       const action = await this.deps.actions.start(instance.id, 'delete', caller, trx);
-      return this.deps.conductor.createDelete(instance.id, action.id, trx);
+      return this.deps.conductor.createWorkflow<DeleteData>('delete', instance.id, { actionId: action.id }, trx);
     });
     this.deps.conductor.launch(workflow);
   }

@@ -17,7 +17,9 @@ import type { Logger } from '../../core/log.js';
 import type { Bus, Subscription } from '../../bus/types.js';
 import { NoSuchMethod } from '../../bus/errors.js';
 import { CONDUCTOR_TOPIC, computeTopic, conductorClient, PowerState, type ComputeAgentRpc, type HostReport, type InstanceSpec, type PowerStateValue } from '../rpc.js';
-import type { VirtDriver } from '../virt/driver.js';
+import type { PowerOperation, VirtDriver } from '../virt/driver.js';
+
+const POWER_OPERATIONS: PowerOperation[] = ['stop', 'start', 'reboot-soft', 'reboot-hard', 'pause', 'unpause', 'suspend', 'resume'];
 import { createVirtDriver } from '../virt/index.js';
 
 export interface ComputeAgentOptions {
@@ -240,6 +242,22 @@ export function agentHandlers(driver: VirtDriver): Record<keyof ComputeAgentRpc,
       return { powerState: await driver.powerState(uuid) };
     },
     listInstances: async () => ({ uuids: await driver.listInstances() }),
+    changePower: async ({ uuid, operation, timeoutSeconds }: { uuid: string; operation: PowerOperation; timeoutSeconds?: number }) => {
+      if (typeof uuid !== 'string' || !POWER_OPERATIONS.includes(operation)) throw new BadRequest(`changePower needs a uuid and one of ${POWER_OPERATIONS.join(', ')}`);
+      return { powerState: await driver.changePower(uuid, operation, { timeoutSeconds }) };
+    },
+    consoleOutput: async ({ uuid, length }: { uuid: string; length?: number }) => {
+      if (typeof uuid !== 'string') throw new BadRequest('consoleOutput needs a uuid');
+      return { output: await driver.consoleOutput(uuid, length) };
+    },
+    setAdminPassword: async ({ uuid, password }: { uuid: string; password: string }) => {
+      if (typeof uuid !== 'string' || typeof password !== 'string') throw new BadRequest('setAdminPassword needs a uuid and a password');
+      await driver.setAdminPassword(uuid, password);
+    },
+    triggerCrashDump: async ({ uuid }: { uuid: string }) => {
+      if (typeof uuid !== 'string') throw new BadRequest('triggerCrashDump needs a uuid');
+      await driver.triggerCrashDump(uuid);
+    },
     getHostUptime: async () => ({ uptime: uptimeLine() }),
   };
   return rpc;

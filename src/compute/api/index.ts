@@ -9,6 +9,7 @@ import { novaErrorBody } from './errors.js';
 import { hostRoutes } from './hosts.js';
 import { serverRoutes } from './servers.js';
 import { usageRoutes } from './usage.js';
+import { serverActionRoutes } from './server-actions.js';
 import { flavorRoutes } from './flavors.js';
 import { keypairRoutes } from './keypairs.js';
 import { quotaRoutes } from './quotas.js';
@@ -35,6 +36,7 @@ async function resources(app: FastifyInstance, deps: ComputeApiDeps): Promise<vo
   hostRoutes(app, deps);
   serverRoutes(app, deps);
   usageRoutes(app, deps);
+  serverActionRoutes(app, deps);
   flavorRoutes(app, deps);
   keypairRoutes(app, deps);
   quotaRoutes(app, deps);

@@ -552,15 +552,6 @@ export function serverRoutes(app: FastifyInstance, deps: ComputeApiDeps): void {
     }
     return { instanceAction: body };
   });
-
-  // Server actions arrive with the lifecycle work; until then every action name is unknown, as Nova says it.
-  app.post('/servers/:id/action', async (request) => {
-    const { id } = request.params as { id: string };
-    await serverOf(request, id, 'os_compute_api:servers:show');
-    const body = request.body as Record<string, unknown> | undefined;
-    const name = body && typeof body === 'object' ? Object.keys(body)[0] : undefined;
-    throw new BadRequest(`There is no such action: ${name ?? ''}`);
-  });
 }
 
 /** Nova's sort keys for servers (admins get the full list); the default is created_at desc. */

@@ -18,6 +18,8 @@ export interface ConductorContext {
   maxAttempts: number;
   /** How long a spawn may take on an agent ([compute] spawn_timeout seconds). */
   spawnTimeoutMs: number;
+  /** How long a guest may take to shut down when asked before it is forced off ([DEFAULT] shutdown_timeout). */
+  shutdownTimeoutSeconds: number;
   /** An RPC client for a host's agent (default timeout: [DEFAULT] rpc_response_timeout). */
   agent(host: string, timeoutMs?: number): ComputeAgentRpc;
   /** Whether the host's compute service is up (heartbeats within service_down_time, not forced down). */

@@ -14,7 +14,8 @@ import type { Scheduler } from '../scheduler/index.js';
 import type { ServerGroupService } from '../server-groups.js';
 import { buildWorkflow, type BuildData } from './build.js';
 import type { ConductorContext } from './context.js';
-import { deleteWorkflow, type DeleteData } from './delete.js';
+import { deleteWorkflow } from './delete.js';
+import { powerWorkflow } from './power.js';
 import { hostHandlers } from './host-handlers.js';
 import { WorkflowRunner, WorkflowStore, type Workflow } from './workflows.js';
 
@@ -49,6 +50,7 @@ export class Conductor {
       logger: deps.logger,
       maxAttempts: Math.max(1, config.getInt('scheduler', 'max_attempts', 3)),
       spawnTimeoutMs: config.getInt('compute', 'spawn_timeout', 600) * 1000,
+      shutdownTimeoutSeconds: config.getInt('DEFAULT', 'shutdown_timeout', 60),
       agent: (host, timeoutMs) => agentClient(deps.bus, host, timeoutMs ?? rpcTimeoutMs),
       hostIsUp: (host) => deps.hosts.isHostUp(host),
       hostBuildResult: (host, succeeded) => deps.hosts.recordBuildResult(host, succeeded),
@@ -68,6 +70,7 @@ export class Conductor {
     };
     this.runner.register('build', buildWorkflow(this.context));
     this.runner.register('delete', deleteWorkflow(this.context));
+    this.runner.register('power', powerWorkflow(this.context));
   }
 
   /** Serves the conductor topic, registers this conductor's services, and resumes orphaned workflows. */
@@ -92,8 +95,9 @@ export class Conductor {
     return this.workflows.create<BuildData>('build', instanceIds[0], { instanceIds, actionIds, alternates: {}, tried: {} }, trx);
   }
 
-  createDelete(instanceId: string, actionId: string, trx?: Kysely<any>): Promise<Workflow<DeleteData>> {
-    return this.workflows.create<DeleteData>('delete', instanceId, { actionId }, trx);
+  /** Records a workflow of another kind ('delete', 'power', ...) for one instance; run it with launch() after commit. */
+  createWorkflow<Data>(kind: string, instanceId: string, data: Data, trx?: Kysely<any>): Promise<Workflow<Data>> {
+    return this.workflows.create<Data>(kind, instanceId, data, trx);
   }
 
   launch(workflow: Workflow): void {

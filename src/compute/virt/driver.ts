@@ -33,6 +33,13 @@ export interface HostResources {
   traits: string[];
 }
 
+/**
+ * Power operations on a running or stopped instance, as Nova's power_off/power_on/reboot/
+ * pause/unpause/suspend/resume. `stop` asks the guest first (ACPI) and forces it off after
+ * the timeout; `reboot-soft` asks the guest, `reboot-hard` resets it.
+ */
+export type PowerOperation = 'stop' | 'start' | 'reboot-soft' | 'reboot-hard' | 'pause' | 'unpause' | 'suspend' | 'resume';
+
 export interface VirtDriver {
   readonly name: string;
   readonly capabilities: DriverCapabilities;
@@ -47,6 +54,18 @@ export interface VirtDriver {
   powerState(uuid: string): Promise<PowerStateValue | null>;
   /** Every instance this driver has. */
   listInstances(): Promise<string[]>;
+  /**
+   * Applies a power operation and resolves with the power state the instance is in afterwards.
+   * Applying an operation whose end state already holds (stop a stopped instance) succeeds.
+   * NotFound when the driver does not have the instance.
+   */
+  changePower(uuid: string, operation: PowerOperation, options?: { timeoutSeconds?: number }): Promise<PowerStateValue>;
+  /** The tail of the instance's console log (`length` lines; all when undefined). */
+  consoleOutput(uuid: string, length?: number): Promise<string>;
+  /** Sets the guest's administrator password (needs a guest agent; the fake driver records it). */
+  setAdminPassword(uuid: string, password: string): Promise<void>;
+  /** Injects an NMI so the guest's kernel dumps (Nova's trigger_crash_dump). */
+  triggerCrashDump(uuid: string): Promise<void>;
   /** Stops whatever the driver runs in this process (not the instances, which outlive the agent where they can). */
   close(): Promise<void>;
 }

@@ -6,9 +6,9 @@
 //   [fake_driver] spawn_failure_rate (0..1, 0)                     spawns that fail at random
 //   [fake_driver] fail_spawn_name_pattern (regex, unset)           spawns of instances whose name matches fail
 import type { Config } from '../../core/config.js';
-import { BadRequest, InternalError, ServiceUnavailable } from '../../core/errors.js';
+import { BadRequest, Conflict, InternalError, NotFound, ServiceUnavailable } from '../../core/errors.js';
 import { PowerState, type InstanceSpec, type PowerStateValue } from '../rpc.js';
-import type { DriverCapabilities, HostResources, VirtDriver } from './driver.js';
+import type { DriverCapabilities, HostResources, PowerOperation, VirtDriver } from './driver.js';
 
 export const FAKE_HYPERVISOR_TYPE = 'fake';
 export const FAKE_HYPERVISOR_VERSION = 1000;
@@ -34,6 +34,8 @@ export interface FakeDriverSettings {
   localGb: number;
   spawnDelayMs: number;
   destroyDelayMs: number;
+  /** How long each power operation takes ([fake_driver] action_delay_ms). */
+  actionDelayMs: number;
   spawnFailureRate: number;
   failSpawnNamePattern: RegExp | null;
 }
@@ -67,12 +69,25 @@ export function fakeDriverSettings(config: Config): FakeDriverSettings {
     localGb: count('local_gb', 200, 1),
     spawnDelayMs: delay('spawn_delay_ms'),
     destroyDelayMs: delay('destroy_delay_ms'),
+    actionDelayMs: delay('action_delay_ms'),
     spawnFailureRate: rate,
     failSpawnNamePattern,
   };
 }
 
-interface FakeInstance { name: string; powerState: PowerStateValue }
+interface FakeInstance { name: string; powerState: PowerStateValue; console: string[]; adminPassword?: string }
+
+/** The power state each operation ends in, and the states it may start from. */
+const POWER_OPERATIONS: Record<PowerOperation, { to: PowerStateValue; from: PowerStateValue[] }> = {
+  stop: { to: PowerState.SHUTDOWN, from: [PowerState.RUNNING, PowerState.PAUSED, PowerState.SUSPENDED, PowerState.CRASHED, PowerState.SHUTDOWN] },
+  start: { to: PowerState.RUNNING, from: [PowerState.SHUTDOWN, PowerState.CRASHED, PowerState.RUNNING] },
+  'reboot-soft': { to: PowerState.RUNNING, from: [PowerState.RUNNING] },
+  'reboot-hard': { to: PowerState.RUNNING, from: [PowerState.RUNNING, PowerState.PAUSED, PowerState.SUSPENDED, PowerState.SHUTDOWN, PowerState.CRASHED] },
+  pause: { to: PowerState.PAUSED, from: [PowerState.RUNNING, PowerState.PAUSED] },
+  unpause: { to: PowerState.RUNNING, from: [PowerState.PAUSED, PowerState.RUNNING] },
+  suspend: { to: PowerState.SUSPENDED, from: [PowerState.RUNNING, PowerState.SUSPENDED] },
+  resume: { to: PowerState.RUNNING, from: [PowerState.SUSPENDED, PowerState.RUNNING] },
+};
 
 export class FakeDriver implements VirtDriver {
   readonly name = 'fake';
@@ -120,7 +135,7 @@ export class FakeDriver implements VirtDriver {
         throw new InternalError(`Fake driver: spawn of instance ${instance.uuid} failed (injected by [fake_driver] spawn_failure_rate)`);
       }
       if (attempt.cancelled) throw new InternalError(`Fake driver: instance ${instance.uuid} was destroyed while it was being spawned`);
-      this.instances.set(instance.uuid, { name: instance.name, powerState: PowerState.RUNNING });
+      this.instances.set(instance.uuid, { name: instance.name, powerState: PowerState.RUNNING, console: [`fake console of ${instance.name} (${instance.uuid})`, 'booted'] });
     } finally {
       if (this.spawning.get(instance.uuid) === attempt) this.spawning.delete(instance.uuid);
     }
@@ -140,6 +155,41 @@ export class FakeDriver implements VirtDriver {
 
   async listInstances(): Promise<string[]> {
     return [...this.instances.keys()];
+  }
+
+  async changePower(uuid: string, operation: PowerOperation): Promise<PowerStateValue> {
+    this.assertOpen();
+    await this.wait(this.settings.actionDelayMs);
+    const instance = this.get(uuid);
+    const rule = POWER_OPERATIONS[operation];
+    if (!rule.from.includes(instance.powerState)) {
+      throw new Conflict(`Fake driver: cannot ${operation} instance ${uuid} in power state ${instance.powerState}`);
+    }
+    instance.powerState = rule.to;
+    instance.console.push(`${operation} done`);
+    return instance.powerState;
+  }
+
+  async consoleOutput(uuid: string, length?: number): Promise<string> {
+    const lines = this.get(uuid).console;
+    return (length === undefined ? lines : lines.slice(-length)).join('\n') + '\n';
+  }
+
+  async setAdminPassword(uuid: string, password: string): Promise<void> {
+    this.get(uuid).adminPassword = password;
+    this.get(uuid).console.push('admin password changed');
+  }
+
+  async triggerCrashDump(uuid: string): Promise<void> {
+    const instance = this.get(uuid);
+    if (instance.powerState !== PowerState.RUNNING) throw new Conflict(`Fake driver: instance ${uuid} is not running`);
+    instance.console.push('NMI received: crash dump');
+  }
+
+  private get(uuid: string): FakeInstance {
+    const instance = this.instances.get(uuid);
+    if (!instance) throw new NotFound(`Fake driver has no instance ${uuid}`);
+    return instance;
   }
 
   /** Test hook (as Nova's fake has): change what the "hypervisor" reports for an instance, e.g. a crash. */
