@@ -15,6 +15,7 @@ import { computeApi } from './api/index.js';
 import { HostService } from './hosts.js';
 import { InstanceActionStore } from './actions.js';
 import { InstanceStore } from './instances.js';
+import { MigrationStore } from './migrations.js';
 import { FlavorService } from './flavors.js';
 import { KeypairService } from './keypairs.js';
 import { QuotaService } from './quotas.js';
@@ -45,6 +46,7 @@ export interface ComputeServices {
   aggregates: AggregateService;
   instances: InstanceStore;
   actions: InstanceActionStore;
+  migrations: MigrationStore;
   servers: ServerService;
   lifecycle: ServerActions;
   scheduler: Scheduler;
@@ -71,6 +73,7 @@ export async function createCompute(options: ComputeDeps & { policy: PolicyEngin
   const aggregates = new AggregateService(options);
   const instances = new InstanceStore(database);
   const actions = new InstanceActionStore(database);
+  const migrations = new MigrationStore(database);
   const flavors = new FlavorService(options);
   const keypairs = new KeypairService({ ...options, quotas });
   const scheduler = createScheduler({ config, database, placement: options.placement, logger: options.logger.child('scheduler') });
@@ -78,7 +81,7 @@ export async function createCompute(options: ComputeDeps & { policy: PolicyEngin
   const servers = new ServerService({ config, database, instances, actions, flavors, keypairs, quotas, serverGroups, aggregates, hosts, images: options.images, conductor });
   const lifecycle = new ServerActions({ database, bus: options.bus, instances, actions, hosts, conductor, rpcTimeoutMs: config.getInt('DEFAULT', 'rpc_response_timeout', 60) * 1000 });
   const services: ComputeServices = {
-    hosts, flavors, keypairs, quotas, serverGroups, aggregates, instances, actions, servers, lifecycle, scheduler, conductor,
+    hosts, flavors, keypairs, quotas, serverGroups, aggregates, instances, actions, migrations, servers, lifecycle, scheduler, conductor,
     enablePasswordGeneration: config.getBool('api', 'enable_instance_password', true),
   };
   const api = computeApi({ compute: services, policy: options.policy, tokens: options.tokens, maxLimit: config.getInt('api', 'max_limit', 1000) });

@@ -268,6 +268,39 @@ async function createSchema(db: Kysely<any>): Promise<void> {
   await db.schema.createIndex('compute_workflows_status').on('compute_workflows').column('status').execute();
 }
 
+/** Migrations of instances between hosts (resize, cold and live migration, evacuation), as os-migrations lists them. */
+async function createMigrations(db: Kysely<any>): Promise<void> {
+  await db.schema.createTable('compute_migrations')
+    .addColumn('id', 'integer', (c) => c.primaryKey())
+    .addColumn('uuid', uuid, (c) => c.notNull().unique())
+    .addColumn('instance_id', uuid, (c) => c.notNull())
+    .addColumn('migration_type', 'varchar(32)', (c) => c.notNull())
+    .addColumn('status', 'varchar(32)', (c) => c.notNull())
+    .addColumn('source_compute', name)
+    .addColumn('source_node', name)
+    .addColumn('dest_compute', name)
+    .addColumn('dest_node', name)
+    .addColumn('dest_host', name)
+    .addColumn('old_flavor_id', name)
+    .addColumn('new_flavor_id', name)
+    /** JSON: the flavors before and after (a resize), so a revert or a resumed workflow knows both. */
+    .addColumn('old_flavor', 'text')
+    .addColumn('new_flavor', 'text')
+    .addColumn('project_id', uuid, (c) => c.notNull())
+    .addColumn('user_id', uuid, (c) => c.notNull())
+    .addColumn('memory_total', 'bigint')
+    .addColumn('memory_processed', 'bigint')
+    .addColumn('memory_remaining', 'bigint')
+    .addColumn('disk_total', 'bigint')
+    .addColumn('disk_processed', 'bigint')
+    .addColumn('disk_remaining', 'bigint')
+    .addColumn('created_at', time, (c) => c.notNull())
+    .addColumn('updated_at', time)
+    .execute();
+  await db.schema.createIndex('compute_migrations_instance').on('compute_migrations').column('instance_id').execute();
+}
+
 export const computeMigrations: Record<string, Migration> = {
   '0001_compute_schema': { up: createSchema },
+  '0002_compute_migrations': { up: createMigrations },
 };
