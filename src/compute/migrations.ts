@@ -67,10 +67,10 @@ export class MigrationStore {
   /** Records a migration (integer id = max + 1, retried when another controller took it). */
   async create(values: NewMigration, trx?: Kysely<any>): Promise<Migration> {
     const insert = async (db: Kysely<any>) => {
-      const max = await db.selectFrom('compute_migrations').select((eb) => eb.fn.max('id').as('m')).executeTakeFirst();
+      const max = await db.selectFrom('compute_instance_migrations').select((eb) => eb.fn.max('id').as('m')).executeTakeFirst();
       const id = Number((max as any)?.m ?? 0) + 1;
       const now = new Date().toISOString();
-      await db.insertInto('compute_migrations').values({
+      await db.insertInto('compute_instance_migrations').values({
         id, uuid: newUuid(), instance_id: values.instanceId, migration_type: values.migrationType, status: values.status,
         source_compute: values.sourceCompute ?? null, source_node: values.sourceNode ?? null, dest_compute: values.destCompute ?? null,
         dest_node: values.destNode ?? null, dest_host: values.destHost ?? null, old_flavor_id: values.oldFlavorId ?? null,
@@ -91,26 +91,26 @@ export class MigrationStore {
   }
 
   async get(id: number, trx?: Kysely<any>): Promise<Migration> {
-    const row = await (trx ?? this.database.db).selectFrom('compute_migrations').selectAll().where('id', '=', id).executeTakeFirst();
+    const row = await (trx ?? this.database.db).selectFrom('compute_instance_migrations').selectAll().where('id', '=', id).executeTakeFirst();
     if (!row) throw new NotFound(`Migration ${id} could not be found.`);
     return migrationOf(row);
   }
 
   async byUuid(uuid: string): Promise<Migration | undefined> {
-    const row = await this.database.db.selectFrom('compute_migrations').selectAll().where('uuid', '=', uuid).executeTakeFirst();
+    const row = await this.database.db.selectFrom('compute_instance_migrations').selectAll().where('uuid', '=', uuid).executeTakeFirst();
     return row ? migrationOf(row) : undefined;
   }
 
   async update(id: number, changes: MigrationChanges, trx?: Kysely<any>): Promise<Migration> {
     const set: Record<string, unknown> = { updated_at: new Date().toISOString() };
     for (const [key, value] of Object.entries(changes)) set[COLUMN_OF[key]] = value;
-    await (trx ?? this.database.db).updateTable('compute_migrations').set(set).where('id', '=', id).execute();
+    await (trx ?? this.database.db).updateTable('compute_instance_migrations').set(set).where('id', '=', id).execute();
     return this.get(id, trx);
   }
 
   /** Newest first, as os-migrations lists them. */
   async list(filters: MigrationFilters = {}): Promise<Migration[]> {
-    let query = this.database.db.selectFrom('compute_migrations').selectAll();
+    let query = this.database.db.selectFrom('compute_instance_migrations').selectAll();
     if (filters.instanceId !== undefined) query = query.where('instance_id', '=', filters.instanceId);
     if (filters.projectId !== undefined) query = query.where('project_id', '=', filters.projectId);
     if (filters.userId !== undefined) query = query.where('user_id', '=', filters.userId);

@@ -268,9 +268,12 @@ async function createSchema(db: Kysely<any>): Promise<void> {
   await db.schema.createIndex('compute_workflows_status').on('compute_workflows').column('status').execute();
 }
 
-/** Migrations of instances between hosts (resize, cold and live migration, evacuation), as os-migrations lists them. */
+/**
+ * Migrations of instances between hosts (resize, cold and live migration, evacuation), as os-migrations lists them.
+ * Not `compute_migrations`: that is the name of this service's schema-migration table (src/db migrateService).
+ */
 async function createMigrations(db: Kysely<any>): Promise<void> {
-  await db.schema.createTable('compute_migrations')
+  await db.schema.createTable('compute_instance_migrations')
     .addColumn('id', 'integer', (c) => c.primaryKey())
     .addColumn('uuid', uuid, (c) => c.notNull().unique())
     .addColumn('instance_id', uuid, (c) => c.notNull())
@@ -297,10 +300,10 @@ async function createMigrations(db: Kysely<any>): Promise<void> {
     .addColumn('created_at', time, (c) => c.notNull())
     .addColumn('updated_at', time)
     .execute();
-  await db.schema.createIndex('compute_migrations_instance').on('compute_migrations').column('instance_id').execute();
+  await db.schema.createIndex('compute_instance_migrations_instance').on('compute_instance_migrations').column('instance_id').execute();
 }
 
 export const computeMigrations: Record<string, Migration> = {
   '0001_compute_schema': { up: createSchema },
-  '0002_compute_migrations': { up: createMigrations },
+  '0002_instance_migrations': { up: createMigrations },
 };
