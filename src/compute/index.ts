@@ -23,6 +23,9 @@ import { ServerGroupService } from './server-groups.js';
 import { AggregateService } from './aggregates.js';
 import { ServerService } from './servers.js';
 import { ServerActions } from './lifecycle.js';
+import { SoftDeletes } from './soft-delete.js';
+import { ConsoleService } from './consoles.js';
+import { ServerPasswordStore } from './server-passwords.js';
 import { Conductor } from './conductor/index.js';
 import { createScheduler, type Scheduler } from './scheduler/index.js';
 
@@ -51,6 +54,12 @@ export interface ComputeServices {
   lifecycle: ServerActions;
   scheduler: Scheduler;
   conductor: Conductor;
+  /** Deferred delete ([DEFAULT] reclaim_instance_interval): DELETE, restore, forceDelete. */
+  softDeletes: SoftDeletes;
+  /** Remote consoles and their tokens. */
+  consoles: ConsoleService;
+  /** os-server-password. */
+  serverPasswords: ServerPasswordStore;
   /** [api] enable_instance_password: generate an adminPass when the request gives none. */
   enablePasswordGeneration: boolean;
 }
@@ -80,8 +89,13 @@ export async function createCompute(options: ComputeDeps & { policy: PolicyEngin
   const conductor = new Conductor({ ...options, logger: options.logger.child('conductor'), instances, actions, hosts, aggregates, serverGroups, scheduler });
   const servers = new ServerService({ config, database, instances, actions, flavors, keypairs, quotas, serverGroups, aggregates, hosts, images: options.images, conductor });
   const lifecycle = new ServerActions({ database, bus: options.bus, instances, actions, hosts, conductor, rpcTimeoutMs: config.getInt('DEFAULT', 'rpc_response_timeout', 60) * 1000 });
+  const rpcTimeoutMs = config.getInt('DEFAULT', 'rpc_response_timeout', 60) * 1000;
+  const softDeletes = new SoftDeletes({ database, instances, actions, hosts, conductor, servers, lifecycle, reclaimIntervalSeconds: config.getInt('DEFAULT', 'reclaim_instance_interval', 0) });
+  const consoles = new ConsoleService({ config, database, bus: options.bus, hosts, rpcTimeoutMs });
+  const serverPasswords = new ServerPasswordStore(database);
   const services: ComputeServices = {
     hosts, flavors, keypairs, quotas, serverGroups, aggregates, instances, actions, migrations, servers, lifecycle, scheduler, conductor,
+    softDeletes, consoles, serverPasswords,
     enablePasswordGeneration: config.getBool('api', 'enable_instance_password', true),
   };
   const api = computeApi({ compute: services, policy: options.policy, tokens: options.tokens, maxLimit: config.getInt('api', 'max_limit', 1000) });

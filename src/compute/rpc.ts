@@ -3,7 +3,7 @@
 // conductor tells them what to run.
 import type { Bus } from '../bus/types.js';
 import type { FlavorSize } from './flavors.js';
-import type { PowerOperation } from './virt/driver.js';
+import type { PowerOperation, VncConsole } from './virt/driver.js';
 
 /** The topic the conductor serves; every controller process serves it, calls are shared between them. */
 export const CONDUCTOR_TOPIC = 'conductor';
@@ -85,6 +85,8 @@ export interface ComputeAgentRpc {
   triggerCrashDump(args: { uuid: string }): Promise<void>;
   /** The host's uptime line, as uptime(1) prints it (os-hypervisors/{id}/uptime). */
   getHostUptime(args: Record<string, never>): Promise<{ uptime: string }>;
+  /** Where the instance's VNC server listens on this host (VirtDriver.getVncConsole). */
+  getVncConsole(args: { uuid: string }): Promise<VncConsole>;
 }
 
 /** A typed client for an agent's RPC methods. */
@@ -100,6 +102,7 @@ export function agentClient(bus: Bus, host: string, timeoutMs: number): ComputeA
     setAdminPassword: call('setAdminPassword'),
     triggerCrashDump: call('triggerCrashDump'),
     getHostUptime: call('getHostUptime'),
+    getVncConsole: call('getVncConsole'),
   };
 }
 

@@ -259,6 +259,10 @@ export function agentHandlers(driver: VirtDriver): Record<keyof ComputeAgentRpc,
       await driver.triggerCrashDump(uuid);
     },
     getHostUptime: async () => ({ uptime: uptimeLine() }),
+    getVncConsole: async ({ uuid }: { uuid: string }) => {
+      if (typeof uuid !== 'string') throw new BadRequest('getVncConsole needs a uuid');
+      return driver.getVncConsole(uuid);
+    },
   };
   return rpc;
 }

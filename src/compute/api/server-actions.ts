@@ -2,7 +2,7 @@
 // registry (its policy rule, microversions, body check and handler), so areas add actions
 // without touching the dispatch.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { BadRequest, NotFound } from '../../core/errors.js';
+import { BadRequest, NotFound, NuboError } from '../../core/errors.js';
 import { atLeast } from '../../http/microversion.js';
 import type { Instance } from '../instances.js';
 import type { Caller } from '../servers.js';
@@ -22,8 +22,11 @@ export interface ServerAction {
   /** Nova's policy rule and its default. */
   policy: string;
   rule: string;
-  /** Microversions the action exists in. */
+  /** Microversions the action exists in: from minVersion, up to (not including) removedIn. */
   minVersion?: string;
+  removedIn?: string;
+  /** A removed action (Nova's @wsgi.removed): 410 Gone at every microversion, before the server is looked up. */
+  gone?: boolean;
   /** Resolves with the response body (undefined: 202 with no body). */
   run(ctx: ActionContext): Promise<unknown>;
 }
@@ -154,7 +157,10 @@ export function serverActionRoutes(app: FastifyInstance, deps: ComputeApiDeps): 
     }
     const [name, value] = Object.entries(body as Record<string, unknown>)[0];
     const action = ACTIONS[name];
-    if (!action || (action.minVersion && !atLeast(request, action.minVersion))) throw new BadRequest(`There is no such action: ${name}`);
+    if (!action || (action.minVersion && !atLeast(request, action.minVersion)) || (action.removedIn && atLeast(request, action.removedIn))) {
+      throw new BadRequest(`There is no such action: ${name}`);
+    }
+    if (action.gone) throw new NuboError(410, 'Gone', 'This resource is no longer available.  No forwarding address is given.');
     const caller = callerOf(request);
     const instance = await deps.compute.servers.get(caller, id).catch((err) => {
       // Nova checks the policy before it reveals whether the server exists.

@@ -400,7 +400,7 @@ export function serverRoutes(app: FastifyInstance, deps: ComputeApiDeps): void {
   app.delete('/servers/:id', async (request, reply) => {
     const { id } = request.params as { id: string };
     await serverOf(request, id, 'os_compute_api:servers:delete');
-    await servers.delete(callerOf(request), id);
+    await deps.compute.softDeletes.delete(callerOf(request), id);
     reply.status(204).send();
   });
 

@@ -16,6 +16,7 @@ import { buildWorkflow, type BuildData } from './build.js';
 import type { ConductorContext } from './context.js';
 import { deleteWorkflow } from './delete.js';
 import { powerWorkflow } from './power.js';
+import { reclaimQueuedDeletes } from './reclaim.js';
 import { hostHandlers } from './host-handlers.js';
 import { WorkflowRunner, WorkflowStore, type Workflow } from './workflows.js';
 
@@ -34,6 +35,7 @@ export class Conductor {
   private readonly runner: WorkflowRunner;
   private readonly context: ConductorContext;
   private subscription?: Subscription;
+  private reclaimTimer?: NodeJS.Timeout;
 
   constructor(private readonly deps: ConductorDeps) {
     const { config } = deps;
@@ -88,6 +90,23 @@ export class Conductor {
     });
     await this.deps.hosts.registerControlServices(this.host);
     await this.runner.start();
+    this.startReclaiming();
+  }
+
+  /** Every [DEFAULT] reclaim_instance_interval seconds (when > 0), deletes servers soft-deleted longer ago than that. */
+  private startReclaiming(): void {
+    const interval = this.deps.config.getInt('DEFAULT', 'reclaim_instance_interval', 0);
+    if (!(interval > 0)) return;
+    let running = false;
+    this.reclaimTimer = setInterval(() => {
+      if (running) return;
+      running = true;
+      reclaimQueuedDeletes({ database: this.deps.database, instances: this.deps.instances, actions: this.deps.actions, workflows: this.workflows,
+        launch: (workflow) => this.launch(workflow), logger: this.deps.logger }, interval)
+        .catch((err) => this.deps.logger.warn(`reclaiming soft-deleted servers failed: ${(err as Error).message}`))
+        .finally(() => { running = false; });
+    }, interval * 1000);
+    this.reclaimTimer.unref();
   }
 
   /** Records a build workflow for instances just created (inside the API's transaction); run it with launch() after commit. */
@@ -138,6 +157,7 @@ export class Conductor {
   }
 
   async close(): Promise<void> {
+    if (this.reclaimTimer) clearInterval(this.reclaimTimer);
     this.runner.stop();
     await this.subscription?.close();
   }

@@ -303,7 +303,42 @@ async function createMigrations(db: Kysely<any>): Promise<void> {
   await db.schema.createIndex('compute_instance_migrations_instance').on('compute_instance_migrations').column('instance_id').execute();
 }
 
+/**
+ * Remote console tokens (Nova's console_auth_tokens: only the token's SHA-256 is kept), and two small per-instance
+ * records the extras need: the encrypted password the metadata service stores (os-server-password; Nova keeps it in
+ * system_metadata) and when a server was soft-deleted (what the reclaim task ages; Nova uses deleted_at, which here
+ * means the row is really deleted).
+ */
+async function createConsoleTokens(db: Kysely<any>): Promise<void> {
+  await db.schema.createTable('compute_console_tokens')
+    .addColumn('id', uuid, (c) => c.primaryKey())
+    .addColumn('token_hash', 'varchar(64)', (c) => c.notNull().unique())
+    .addColumn('console_type', 'varchar(32)', (c) => c.notNull())
+    .addColumn('instance_id', uuid, (c) => c.notNull())
+    .addColumn('host', name, (c) => c.notNull())
+    /** The VNC server's TCP port on the host, or null when the driver serves a unix socket (internal_access_path). */
+    .addColumn('port', 'integer')
+    .addColumn('internal_access_path', 'text')
+    .addColumn('access_url_base', 'text', (c) => c.notNull())
+    .addColumn('expires_at', time, (c) => c.notNull())
+    .addColumn('created_at', time, (c) => c.notNull())
+    .execute();
+  await db.schema.createIndex('compute_console_tokens_instance').on('compute_console_tokens').column('instance_id').execute();
+  await db.schema.createTable('compute_server_passwords')
+    .addColumn('instance_id', uuid, (c) => c.primaryKey())
+    .addColumn('password', 'text', (c) => c.notNull())
+    .addColumn('updated_at', time, (c) => c.notNull())
+    .execute();
+  await db.schema.createTable('compute_soft_deletes')
+    .addColumn('instance_id', uuid, (c) => c.primaryKey())
+    /** The instance action of the soft delete: the reclaim's terminate event is recorded under it. */
+    .addColumn('action_id', uuid, (c) => c.notNull())
+    .addColumn('soft_deleted_at', time, (c) => c.notNull())
+    .execute();
+}
+
 export const computeMigrations: Record<string, Migration> = {
   '0001_compute_schema': { up: createSchema },
   '0002_instance_migrations': { up: createMigrations },
+  '0004_console_tokens': { up: createConsoleTokens },
 };

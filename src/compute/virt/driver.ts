@@ -40,6 +40,13 @@ export interface HostResources {
  */
 export type PowerOperation = 'stop' | 'start' | 'reboot-soft' | 'reboot-hard' | 'pause' | 'unpause' | 'suspend' | 'resume';
 
+/** A VNC server's address as the console proxy connects to it (Nova's ctype.ConsoleVNC). */
+export interface VncConsole {
+  host: string;
+  port: number | null;
+  internalAccessPath: string | null;
+}
+
 export interface VirtDriver {
   readonly name: string;
   readonly capabilities: DriverCapabilities;
@@ -66,6 +73,12 @@ export interface VirtDriver {
   setAdminPassword(uuid: string, password: string): Promise<void>;
   /** Injects an NMI so the guest's kernel dumps (Nova's trigger_crash_dump). */
   triggerCrashDump(uuid: string): Promise<void>;
+  /**
+   * Where the instance's VNC server can be reached from the console proxy: a host and TCP port, or a unix socket
+   * path in internalAccessPath (port null). NotFound when the driver does not have the instance. A stopped guest
+   * still answers (as Nova's libvirt driver does): the proxy then finds nothing listening.
+   */
+  getVncConsole(uuid: string): Promise<VncConsole>;
   /** Stops whatever the driver runs in this process (not the instances, which outlive the agent where they can). */
   close(): Promise<void>;
 }

@@ -8,7 +8,7 @@
 import type { Config } from '../../core/config.js';
 import { BadRequest, Conflict, InternalError, NotFound, ServiceUnavailable } from '../../core/errors.js';
 import { PowerState, type InstanceSpec, type PowerStateValue } from '../rpc.js';
-import type { DriverCapabilities, HostResources, PowerOperation, VirtDriver } from './driver.js';
+import type { DriverCapabilities, HostResources, PowerOperation, VirtDriver, VncConsole } from './driver.js';
 
 export const FAKE_HYPERVISOR_TYPE = 'fake';
 export const FAKE_HYPERVISOR_VERSION = 1000;
@@ -75,7 +75,8 @@ export function fakeDriverSettings(config: Config): FakeDriverSettings {
   };
 }
 
-interface FakeInstance { name: string; powerState: PowerStateValue; console: string[]; adminPassword?: string }
+/** vncPort: the display the instance's (pretend) VNC server has, 5900 + n, as QEMU's -vnc :n would. */
+interface FakeInstance { name: string; powerState: PowerStateValue; console: string[]; adminPassword?: string; vncPort: number }
 
 /** The power state each operation ends in, and the states it may start from. */
 const POWER_OPERATIONS: Record<PowerOperation, { to: PowerStateValue; from: PowerStateValue[] }> = {
@@ -97,6 +98,8 @@ export class FakeDriver implements VirtDriver {
   private readonly spawning = new Map<string, { cancelled: boolean }>();
   private readonly waits = new Set<{ timer: NodeJS.Timeout; reject: (err: Error) => void }>();
   private closed = false;
+  /** The next free VNC display; displays are not reused while the driver runs. */
+  private nextDisplay = 0;
 
   constructor(readonly settings: FakeDriverSettings, private readonly random: () => number = Math.random) {}
 
@@ -135,7 +138,7 @@ export class FakeDriver implements VirtDriver {
         throw new InternalError(`Fake driver: spawn of instance ${instance.uuid} failed (injected by [fake_driver] spawn_failure_rate)`);
       }
       if (attempt.cancelled) throw new InternalError(`Fake driver: instance ${instance.uuid} was destroyed while it was being spawned`);
-      this.instances.set(instance.uuid, { name: instance.name, powerState: PowerState.RUNNING, console: [`fake console of ${instance.name} (${instance.uuid})`, 'booted'] });
+      this.instances.set(instance.uuid, { name: instance.name, powerState: PowerState.RUNNING, console: [`fake console of ${instance.name} (${instance.uuid})`, 'booted'], vncPort: 5900 + this.nextDisplay++ });
     } finally {
       if (this.spawning.get(instance.uuid) === attempt) this.spawning.delete(instance.uuid);
     }
@@ -184,6 +187,11 @@ export class FakeDriver implements VirtDriver {
     const instance = this.get(uuid);
     if (instance.powerState !== PowerState.RUNNING) throw new Conflict(`Fake driver: instance ${uuid} is not running`);
     instance.console.push('NMI received: crash dump');
+  }
+
+  /** Nothing listens: the fake has no VNC server; the address is what a QEMU guest on this host would have. */
+  async getVncConsole(uuid: string): Promise<VncConsole> {
+    return { host: '127.0.0.1', port: this.get(uuid).vncPort, internalAccessPath: null };
   }
 
   private get(uuid: string): FakeInstance {
