@@ -23,6 +23,8 @@ import { ServerGroupService } from './server-groups.js';
 import { AggregateService } from './aggregates.js';
 import { ServerService } from './servers.js';
 import { ServerActions } from './lifecycle.js';
+import { ImageActions } from './shelve.js';
+import { SystemMetadataStore } from './system-metadata.js';
 import { Conductor } from './conductor/index.js';
 import { createScheduler, type Scheduler } from './scheduler/index.js';
 
@@ -49,6 +51,8 @@ export interface ComputeServices {
   migrations: MigrationStore;
   servers: ServerService;
   lifecycle: ServerActions;
+  /** shelve/unshelve, createImage, createBackup, rescue/unrescue, rebuild. */
+  imageActions: ImageActions;
   scheduler: Scheduler;
   conductor: Conductor;
   /** [api] enable_instance_password: generate an adminPass when the request gives none. */
@@ -80,8 +84,12 @@ export async function createCompute(options: ComputeDeps & { policy: PolicyEngin
   const conductor = new Conductor({ ...options, logger: options.logger.child('conductor'), instances, actions, hosts, aggregates, serverGroups, scheduler });
   const servers = new ServerService({ config, database, instances, actions, flavors, keypairs, quotas, serverGroups, aggregates, hosts, images: options.images, conductor });
   const lifecycle = new ServerActions({ database, bus: options.bus, instances, actions, hosts, conductor, rpcTimeoutMs: config.getInt('DEFAULT', 'rpc_response_timeout', 60) * 1000 });
+  const imageActions = new ImageActions({
+    instances, lifecycle, images: options.images, quotas, keypairs, aggregates, systemMetadata: new SystemMetadataStore(database),
+    internalZone: config.get('DEFAULT', 'internal_service_availability_zone', 'internal'),
+  });
   const services: ComputeServices = {
-    hosts, flavors, keypairs, quotas, serverGroups, aggregates, instances, actions, migrations, servers, lifecycle, scheduler, conductor,
+    hosts, flavors, keypairs, quotas, serverGroups, aggregates, instances, actions, migrations, servers, lifecycle, imageActions, scheduler, conductor,
     enablePasswordGeneration: config.getBool('api', 'enable_instance_password', true),
   };
   const api = computeApi({ compute: services, policy: options.policy, tokens: options.tokens, maxLimit: config.getInt('api', 'max_limit', 1000) });

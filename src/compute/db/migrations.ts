@@ -303,7 +303,18 @@ async function createMigrations(db: Kysely<any>): Promise<void> {
   await db.schema.createIndex('compute_instance_migrations_instance').on('compute_instance_migrations').column('instance_id').execute();
 }
 
+/** Nova's instance system_metadata: what the service itself remembers of an instance (shelved_image_id, shelved_at, ...). */
+async function createSystemMetadata(db: Kysely<any>): Promise<void> {
+  await db.schema.createTable('compute_instance_system_metadata')
+    .addColumn('instance_id', uuid, (c) => c.notNull())
+    .addColumn('key', name, (c) => c.notNull())
+    .addColumn('value', 'text')
+    .addPrimaryKeyConstraint('compute_instance_system_metadata_pk', ['instance_id', 'key'])
+    .execute();
+}
+
 export const computeMigrations: Record<string, Migration> = {
   '0001_compute_schema': { up: createSchema },
   '0002_instance_migrations': { up: createMigrations },
+  '0003_compute_system_metadata': { up: createSystemMetadata },
 };
