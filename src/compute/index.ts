@@ -26,6 +26,8 @@ import { ServerActions } from './lifecycle.js';
 import { SoftDeletes } from './soft-delete.js';
 import { ConsoleService } from './consoles.js';
 import { ServerPasswordStore } from './server-passwords.js';
+import { ImageActions } from './shelve.js';
+import { SystemMetadataStore } from './system-metadata.js';
 import { Conductor } from './conductor/index.js';
 import { createScheduler, type Scheduler } from './scheduler/index.js';
 
@@ -52,6 +54,8 @@ export interface ComputeServices {
   migrations: MigrationStore;
   servers: ServerService;
   lifecycle: ServerActions;
+  /** shelve/unshelve, createImage, createBackup, rescue/unrescue, rebuild. */
+  imageActions: ImageActions;
   scheduler: Scheduler;
   conductor: Conductor;
   /** Deferred delete ([DEFAULT] reclaim_instance_interval): DELETE, restore, forceDelete. */
@@ -89,12 +93,16 @@ export async function createCompute(options: ComputeDeps & { policy: PolicyEngin
   const conductor = new Conductor({ ...options, logger: options.logger.child('conductor'), instances, actions, hosts, aggregates, serverGroups, scheduler });
   const servers = new ServerService({ config, database, instances, actions, flavors, keypairs, quotas, serverGroups, aggregates, hosts, images: options.images, conductor });
   const lifecycle = new ServerActions({ database, bus: options.bus, instances, actions, hosts, conductor, rpcTimeoutMs: config.getInt('DEFAULT', 'rpc_response_timeout', 60) * 1000 });
+  const imageActions = new ImageActions({
+    instances, lifecycle, images: options.images, quotas, keypairs, aggregates, systemMetadata: new SystemMetadataStore(database),
+    internalZone: config.get('DEFAULT', 'internal_service_availability_zone', 'internal'),
+  });
   const rpcTimeoutMs = config.getInt('DEFAULT', 'rpc_response_timeout', 60) * 1000;
   const softDeletes = new SoftDeletes({ database, instances, actions, hosts, conductor, servers, lifecycle, reclaimIntervalSeconds: config.getInt('DEFAULT', 'reclaim_instance_interval', 0) });
   const consoles = new ConsoleService({ config, database, bus: options.bus, hosts, rpcTimeoutMs });
   const serverPasswords = new ServerPasswordStore(database);
   const services: ComputeServices = {
-    hosts, flavors, keypairs, quotas, serverGroups, aggregates, instances, actions, migrations, servers, lifecycle, scheduler, conductor,
+    hosts, flavors, keypairs, quotas, serverGroups, aggregates, instances, actions, migrations, servers, lifecycle, imageActions, scheduler, conductor,
     softDeletes, consoles, serverPasswords,
     enablePasswordGeneration: config.getBool('api', 'enable_instance_password', true),
   };

@@ -98,7 +98,11 @@ export function serverStatus(vmState: string, taskState: string | null): string 
       updating_password: 'PASSWORD', resize_prep: 'RESIZE', resize_migrating: 'RESIZE', resize_migrated: 'RESIZE',
       resize_finish: 'RESIZE', migrating: 'MIGRATING',
     },
-    stopped: { resize_prep: 'RESIZE', resize_migrating: 'RESIZE', resize_migrated: 'RESIZE', resize_finish: 'RESIZE', rebuilding: 'REBUILD' },
+    stopped: {
+      resize_prep: 'RESIZE', resize_migrating: 'RESIZE', resize_migrated: 'RESIZE', resize_finish: 'RESIZE',
+      rebuilding: 'REBUILD', rebuild_block_device_mapping: 'REBUILD', rebuild_spawning: 'REBUILD',
+    },
+    error: { rebuilding: 'REBUILD', rebuild_block_device_mapping: 'REBUILD', rebuild_spawning: 'REBUILD' },
     resized: { resize_reverting: 'REVERT_RESIZE' },
   };
   const fromTask = taskState ? byTask[vmState]?.[taskState] : undefined;
@@ -131,7 +135,7 @@ const COLUMN_OF: Record<string, string> = {
 
 export type InstanceChanges = Partial<Pick<Instance, 'name' | 'description' | 'host' | 'node' | 'availabilityZone' | 'vmState' | 'taskState'
   | 'powerState' | 'progress' | 'locked' | 'lockedBy' | 'lockedReason' | 'accessIpV4' | 'accessIpV6' | 'adminPass' | 'launchedAt'
-  | 'terminatedAt' | 'deletedAt' | 'hostname'>>;
+  | 'terminatedAt' | 'deletedAt' | 'hostname' | 'imageRef' | 'keyName' | 'keyData' | 'userData' | 'requestedAvailabilityZone'>>;
 
 export interface InstanceListFilters {
   projectId?: string;          // undefined = every project (admin all_tenants)

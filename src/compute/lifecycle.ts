@@ -3,6 +3,7 @@
 // workflow that carries it out. Quick actions that need no workflow (lock, reset state,
 // console output) are here too.
 import { Conflict, Forbidden } from '../core/errors.js';
+import type { Kysely } from 'kysely';
 import { transaction, type Database } from '../db/index.js';
 import type { InstanceActionStore } from './actions.js';
 import type { Conductor } from './conductor/index.js';
@@ -71,9 +72,10 @@ export class ServerActions {
    * Moves the instance into `taskState` (guarded, so two actions cannot both start), records the
    * instance action and a workflow in one transaction, then runs the workflow.
    */
-  async startTask<Data>(caller: Caller, instance: Instance, spec: StateRule & { apiName: string; action: string; taskState: string },
-    workflow: { kind: string; data: (actionId: string) => Data }): Promise<void> {
-    this.checkLock(caller, instance);
+  async startTask<Data>(caller: Caller, instance: Instance, spec: StateRule & { apiName: string; action: string; taskState: string; lockFree?: boolean },
+    workflow: { kind: string; data: (actionId: string) => Data; prepare?: (trx: Kysely<any>) => Promise<void> }): Promise<void> {
+    // lockFree: Nova's snapshot and backup do not check the lock (it guards against changes, not copies).
+    if (!spec.lockFree) this.checkLock(caller, instance);
     this.checkState(instance, spec, spec.apiName);
     const created = await transaction(this.deps.database, async (trx) => {
       const moved = await this.deps.instances.updateIf(instance.id, { vmState: spec.vmStates, taskState: spec.taskStates ?? [null] }, { taskState: spec.taskState }, trx);
@@ -82,6 +84,8 @@ export class ServerActions {
         this.checkState(now, spec, spec.apiName);
         throw new Conflict(`Cannot '${spec.apiName}' instance ${instance.id}: another action changed it meanwhile`);
       }
+      // Changes the action makes at the API (a rebuild's new name and image), in the same transaction.
+      if (workflow.prepare) await workflow.prepare(trx);
       const action = await this.deps.actions.start(instance.id, spec.action, caller, trx);
       return this.deps.conductor.createWorkflow(workflow.kind, instance.id, workflow.data(action.id), trx);
     });

@@ -87,6 +87,18 @@ export interface ComputeAgentRpc {
   getHostUptime(args: Record<string, never>): Promise<{ uptime: string }>;
   /** Where the instance's VNC server listens on this host (VirtDriver.getVncConsole). */
   getVncConsole(args: { uuid: string }): Promise<VncConsole>;
+  /**
+   * The instance's root disk as an image (VirtDriver.snapshot), base64 in the reply: the conductor
+   * uploads it to the Image service (agents have no Image service access). Fine for the fake
+   * driver's small disks; real drivers will stream the data over HTTP instead.
+   */
+  snapshotInstance(args: { uuid: string }): Promise<{ data: string; diskFormat: string; containerFormat: string }>;
+  /** Boots the instance from a rescue image with its own disk attached (VirtDriver.rescue). */
+  rescueInstance(args: { uuid: string; image: { id: string; properties: Record<string, string> }; adminPass: string | null }): Promise<{ powerState: PowerStateValue }>;
+  /** Back to the instance's own disk (VirtDriver.unrescue). */
+  unrescueInstance(args: { uuid: string }): Promise<{ powerState: PowerStateValue }>;
+  /** Re-creates the instance's disk from a (new) image, keeping the instance (VirtDriver.rebuild). */
+  rebuildInstance(args: { instance: InstanceSpec; preserveEphemeral: boolean }): Promise<{ powerState: PowerStateValue }>;
 }
 
 /** A typed client for an agent's RPC methods. */
@@ -103,6 +115,10 @@ export function agentClient(bus: Bus, host: string, timeoutMs: number): ComputeA
     triggerCrashDump: call('triggerCrashDump'),
     getHostUptime: call('getHostUptime'),
     getVncConsole: call('getVncConsole'),
+    snapshotInstance: call('snapshotInstance'),
+    rescueInstance: call('rescueInstance'),
+    unrescueInstance: call('unrescueInstance'),
+    rebuildInstance: call('rebuildInstance'),
   };
 }
 

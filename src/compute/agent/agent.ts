@@ -263,6 +263,24 @@ export function agentHandlers(driver: VirtDriver): Record<keyof ComputeAgentRpc,
       if (typeof uuid !== 'string') throw new BadRequest('getVncConsole needs a uuid');
       return driver.getVncConsole(uuid);
     },
+    snapshotInstance: async ({ uuid }: { uuid: string }) => {
+      if (typeof uuid !== 'string') throw new BadRequest('snapshotInstance needs a uuid');
+      const snapshot = await driver.snapshot(uuid);
+      // Base64 over the bus: the fake driver's disks are small. Real drivers will stream over HTTP instead.
+      return { data: snapshot.data.toString('base64'), diskFormat: snapshot.diskFormat, containerFormat: snapshot.containerFormat };
+    },
+    rescueInstance: async ({ uuid, image, adminPass }: { uuid: string; image: { id: string; properties: Record<string, string> }; adminPass: string | null }) => {
+      if (typeof uuid !== 'string' || !image || typeof image.id !== 'string') throw new BadRequest('rescueInstance needs a uuid and an image');
+      return { powerState: await driver.rescue(uuid, image, adminPass ?? null) };
+    },
+    unrescueInstance: async ({ uuid }: { uuid: string }) => {
+      if (typeof uuid !== 'string') throw new BadRequest('unrescueInstance needs a uuid');
+      return { powerState: await driver.unrescue(uuid) };
+    },
+    rebuildInstance: async ({ instance, preserveEphemeral }: { instance: InstanceSpec; preserveEphemeral: boolean }) => {
+      if (!instance || typeof instance.uuid !== 'string') throw new BadRequest('rebuildInstance needs an instance');
+      return { powerState: await driver.rebuild(instance, { preserveEphemeral: preserveEphemeral === true }) };
+    },
   };
   return rpc;
 }

@@ -10,6 +10,7 @@ import { hostRoutes } from './hosts.js';
 import { serverRoutes } from './servers.js';
 import { usageRoutes } from './usage.js';
 import { serverActionRoutes } from './server-actions.js';
+import { imageActionRoutes } from './shelve-actions.js';
 import { flavorRoutes } from './flavors.js';
 import { keypairRoutes } from './keypairs.js';
 import { quotaRoutes } from './quotas.js';
@@ -38,6 +39,7 @@ async function resources(app: FastifyInstance, deps: ComputeApiDeps): Promise<vo
   serverRoutes(app, deps);
   usageRoutes(app, deps);
   serverActionRoutes(app, deps);
+  imageActionRoutes(app, deps);
   flavorRoutes(app, deps);
   keypairRoutes(app, deps);
   quotaRoutes(app, deps);

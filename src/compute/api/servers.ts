@@ -132,6 +132,16 @@ function boolFromBody(value: unknown, field: string): boolean {
   throw new BadRequest(`Invalid input for field/attribute ${field}. Value: ${String(value)}.`);
 }
 
+/** Each API's server renderer (set up by serverRoutes), for actions that answer with the server (rebuild). */
+const serverViews = new WeakMap<ComputeApiDeps, (request: FastifyRequest, instance: Instance) => Promise<Record<string, unknown>>>();
+
+/** The detailed server body at the request's microversion, as GET /servers/{id} renders it. */
+export function renderServer(deps: ComputeApiDeps, request: FastifyRequest, instance: Instance): Promise<Record<string, unknown>> {
+  const view = serverViews.get(deps);
+  if (!view) throw new Error('server routes are not set up');
+  return view(request, instance);
+}
+
 export function serverRoutes(app: FastifyInstance, deps: ComputeApiDeps): void {
   deps.policy.register(serverPolicy);
   const servers = deps.compute.servers;
@@ -219,6 +229,8 @@ export function serverRoutes(app: FastifyInstance, deps: ComputeApiDeps): void {
     for (const host of hosts) statuses.set(host, await deps.compute.hosts.hostStatus(host));
     return statuses;
   }
+
+  serverViews.set(deps, async (request, instance) => detailView(request, instance, await loadHostStatus(request, [instance])));
 
   async function serverOf(request: FastifyRequest, id: string, action: string): Promise<Instance> {
     const caller = callerOf(request);

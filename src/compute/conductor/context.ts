@@ -1,11 +1,13 @@
 // What the conductor's workflows work with: the stores, the scheduler, Placement, agents.
 import type { Logger } from '../../core/log.js';
+import type { ImageService } from '../../image/service.js';
 import type { PlacementService } from '../../placement/service.js';
 import type { InstanceActionStore } from '../actions.js';
 import type { Instance, InstanceStore } from '../instances.js';
 import type { ComputeAgentRpc } from '../rpc.js';
 import type { RequestSpec } from '../scheduler/types.js';
 import type { Scheduler } from '../scheduler/index.js';
+import type { SystemMetadataStore } from '../system-metadata.js';
 
 export interface ConductorContext {
   conductorHost: string;
@@ -32,4 +34,10 @@ export interface ConductorContext {
   /** Leaves the server group the instance is a member of, if any. */
   leaveServerGroup(instanceId: string): Promise<void>;
   notify(eventType: string, instance: Instance, priority?: 'INFO' | 'WARN' | 'ERROR'): Promise<void>;
+  /** The Image service: snapshots are uploaded here by the conductor (agents have no Image service access). */
+  images: ImageService;
+  /** Nova's instance system_metadata (shelved_image_id, shelved_at, ...). */
+  systemMetadata: SystemMetadataStore;
+  /** [DEFAULT] shelved_offload_time: seconds a SHELVED instance stays on its host; 0 offloads at once, < 0 never. */
+  shelvedOffloadTimeSeconds: number;
 }

@@ -18,6 +18,8 @@ import { deleteWorkflow } from './delete.js';
 import { powerWorkflow } from './power.js';
 import { reclaimQueuedDeletes } from './reclaim.js';
 import { hostHandlers } from './host-handlers.js';
+import { registerImageWorkflows, shelvedOffloadPoller } from './shelve.js';
+import { SystemMetadataStore } from '../system-metadata.js';
 import { WorkflowRunner, WorkflowStore, type Workflow } from './workflows.js';
 
 export interface ConductorDeps extends ComputeDeps {
@@ -36,6 +38,7 @@ export class Conductor {
   private readonly context: ConductorContext;
   private subscription?: Subscription;
   private reclaimTimer?: NodeJS.Timeout;
+  private shelvedPoller?: { stop(): void };
 
   constructor(private readonly deps: ConductorDeps) {
     const { config } = deps;
@@ -69,10 +72,14 @@ export class Conductor {
       },
       leaveServerGroup: (instanceId) => deps.serverGroups.removeMember(instanceId),
       notify: (eventType, instance, priority = 'INFO') => deps.bus.notify(eventType, instancePayload(instance), { publisherId: `compute.${this.host}`, priority }).catch(() => undefined),
+      images: deps.images,
+      systemMetadata: new SystemMetadataStore(deps.database),
+      shelvedOffloadTimeSeconds: config.getInt('DEFAULT', 'shelved_offload_time', 0),
     };
     this.runner.register('build', buildWorkflow(this.context));
     this.runner.register('delete', deleteWorkflow(this.context));
     this.runner.register('power', powerWorkflow(this.context));
+    registerImageWorkflows(this.runner, this.context);
   }
 
   /** Serves the conductor topic, registers this conductor's services, and resumes orphaned workflows. */
@@ -90,6 +97,7 @@ export class Conductor {
     });
     await this.deps.hosts.registerControlServices(this.host);
     await this.runner.start();
+    this.shelvedPoller = shelvedOffloadPoller(this.context, this, this.deps.database, this.deps.config);
     this.startReclaiming();
   }
 
@@ -158,6 +166,7 @@ export class Conductor {
 
   async close(): Promise<void> {
     if (this.reclaimTimer) clearInterval(this.reclaimTimer);
+    this.shelvedPoller?.stop();
     this.runner.stop();
     await this.subscription?.close();
   }

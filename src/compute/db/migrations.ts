@@ -303,6 +303,16 @@ async function createMigrations(db: Kysely<any>): Promise<void> {
   await db.schema.createIndex('compute_instance_migrations_instance').on('compute_instance_migrations').column('instance_id').execute();
 }
 
+/** Nova's instance system_metadata: what the service itself remembers of an instance (shelved_image_id, shelved_at, ...). */
+async function createSystemMetadata(db: Kysely<any>): Promise<void> {
+  await db.schema.createTable('compute_instance_system_metadata')
+    .addColumn('instance_id', uuid, (c) => c.notNull())
+    .addColumn('key', name, (c) => c.notNull())
+    .addColumn('value', 'text')
+    .addPrimaryKeyConstraint('compute_instance_system_metadata_pk', ['instance_id', 'key'])
+    .execute();
+}
+
 /**
  * Remote console tokens (Nova's console_auth_tokens: only the token's SHA-256 is kept), and two small per-instance
  * records the extras need: the encrypted password the metadata service stores (os-server-password; Nova keeps it in
@@ -340,5 +350,6 @@ async function createConsoleTokens(db: Kysely<any>): Promise<void> {
 export const computeMigrations: Record<string, Migration> = {
   '0001_compute_schema': { up: createSchema },
   '0002_instance_migrations': { up: createMigrations },
+  '0003_compute_system_metadata': { up: createSystemMetadata },
   '0004_console_tokens': { up: createConsoleTokens },
 };

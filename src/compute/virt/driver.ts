@@ -47,6 +47,14 @@ export interface VncConsole {
   internalAccessPath: string | null;
 }
 
+/** A root disk as image data (VirtDriver.snapshot). */
+export interface DiskSnapshot {
+  data: Buffer;
+  /** The Glance formats of `data` (raw/bare for the fake driver). */
+  diskFormat: string;
+  containerFormat: string;
+}
+
 export interface VirtDriver {
   readonly name: string;
   readonly capabilities: DriverCapabilities;
@@ -79,6 +87,27 @@ export interface VirtDriver {
    * still answers (as Nova's libvirt driver does): the proxy then finds nothing listening.
    */
   getVncConsole(uuid: string): Promise<VncConsole>;
+  /**
+   * The instance's root disk as it is now, as image data (Nova's snapshot). The instance keeps
+   * running (or stays stopped/paused); NotFound when the driver does not have it. The data is
+   * held in memory: fine for the fake driver; real drivers will stream it over HTTP later.
+   */
+  snapshot(uuid: string): Promise<DiskSnapshot>;
+  /**
+   * Rescue: the instance boots from `image` with its own disk attached as a second disk, the
+   * rescue system's password set to `adminPass`. Resolves with the power state (running).
+   * A rescue that fails leaves the instance as it was where it can; rescuing again from the same
+   * image succeeds (a resumed workflow).
+   */
+  rescue(uuid: string, image: { id: string; properties: Record<string, string> }, adminPass: string | null): Promise<PowerStateValue>;
+  /** Leaves rescue: the instance boots from its own disk again. Succeeds when it is not rescued (the end state holds). */
+  unrescue(uuid: string): Promise<PowerStateValue>;
+  /**
+   * Rebuild: the root disk is re-created from `instance.image` (name, metadata, key, user data and
+   * password from the spec), the instance keeps its identity and resources, and it is started.
+   * `preserveEphemeral` keeps the ephemeral disk. An instance the driver does not have is spawned.
+   */
+  rebuild(instance: InstanceSpec, options: { preserveEphemeral: boolean }): Promise<PowerStateValue>;
   /** Stops whatever the driver runs in this process (not the instances, which outlive the agent where they can). */
   close(): Promise<void>;
 }

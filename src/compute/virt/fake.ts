@@ -5,10 +5,16 @@
 //   [fake_driver] spawn_delay_ms (0), destroy_delay_ms (0)         how long spawn/destroy take
 //   [fake_driver] spawn_failure_rate (0..1, 0)                     spawns that fail at random
 //   [fake_driver] fail_spawn_name_pattern (regex, unset)           spawns of instances whose name matches fail
+//   [fake_driver] snapshot_delay_ms (0)                            how long a snapshot takes
+//   [fake_driver] fail_snapshot_name_pattern, fail_rescue_name_pattern, fail_rebuild_name_pattern (regex, unset)
+//                                                                  snapshots / rescues / rebuilds of matching instances fail
+// Each instance has a small, real root disk: the text the fake "installed" from its image at
+// spawn (or rebuild), plus a line per change made to it (a password set, test writes). A
+// snapshot returns exactly those bytes; a rescue boots another image with that disk untouched.
 import type { Config } from '../../core/config.js';
 import { BadRequest, Conflict, InternalError, NotFound, ServiceUnavailable } from '../../core/errors.js';
 import { PowerState, type InstanceSpec, type PowerStateValue } from '../rpc.js';
-import type { DriverCapabilities, HostResources, PowerOperation, VirtDriver, VncConsole } from './driver.js';
+import type { DiskSnapshot, DriverCapabilities, HostResources, PowerOperation, VirtDriver, VncConsole } from './driver.js';
 
 export const FAKE_HYPERVISOR_TYPE = 'fake';
 export const FAKE_HYPERVISOR_VERSION = 1000;
@@ -38,6 +44,10 @@ export interface FakeDriverSettings {
   actionDelayMs: number;
   spawnFailureRate: number;
   failSpawnNamePattern: RegExp | null;
+  snapshotDelayMs: number;
+  failSnapshotNamePattern: RegExp | null;
+  failRescueNamePattern: RegExp | null;
+  failRebuildNamePattern: RegExp | null;
 }
 
 /** Reads and checks the [fake_driver] options; a bad value is a BadRequest naming the option. */
@@ -54,15 +64,16 @@ export function fakeDriverSettings(config: Config): FakeDriverSettings {
   };
   const rate = config.getInt('fake_driver', 'spawn_failure_rate', 0);
   if (!(rate >= 0 && rate <= 1)) throw new BadRequest(`[fake_driver] spawn_failure_rate must be between 0 and 1, got ${rate}`);
-  const pattern = config.getOptional('fake_driver', 'fail_spawn_name_pattern');
-  let failSpawnNamePattern: RegExp | null = null;
-  if (pattern !== undefined && pattern !== '') {
+  const regex = (option: string): RegExp | null => {
+    const pattern = config.getOptional('fake_driver', option);
+    if (pattern === undefined || pattern === '') return null;
     try {
-      failSpawnNamePattern = new RegExp(pattern);
+      return new RegExp(pattern);
     } catch (err) {
-      throw new BadRequest(`[fake_driver] fail_spawn_name_pattern is not a valid regular expression: ${(err as Error).message}`);
+      throw new BadRequest(`[fake_driver] ${option} is not a valid regular expression: ${(err as Error).message}`);
     }
-  }
+  };
+  const failSpawnNamePattern = regex('fail_spawn_name_pattern');
   return {
     vcpus: count('vcpus', 8, 1),
     memoryMb: count('memory_mb', 16384, 1),
@@ -72,11 +83,30 @@ export function fakeDriverSettings(config: Config): FakeDriverSettings {
     actionDelayMs: delay('action_delay_ms'),
     spawnFailureRate: rate,
     failSpawnNamePattern,
+    snapshotDelayMs: delay('snapshot_delay_ms'),
+    failSnapshotNamePattern: regex('fail_snapshot_name_pattern'),
+    failRescueNamePattern: regex('fail_rescue_name_pattern'),
+    failRebuildNamePattern: regex('fail_rebuild_name_pattern'),
   };
 }
 
-/** vncPort: the display the instance's (pretend) VNC server has, 5900 + n, as QEMU's -vnc :n would. */
-interface FakeInstance { name: string; powerState: PowerStateValue; console: string[]; adminPassword?: string; vncPort: number }
+interface FakeInstance {
+  name: string;
+  powerState: PowerStateValue;
+  console: string[];
+  adminPassword?: string;
+  /** The display of the instance's (pretend) VNC server, 5900 + n, as QEMU's -vnc :n would. */
+  vncPort: number;
+  /** The root disk's content, line by line (what a snapshot returns). */
+  disk: string[];
+  /** The image the instance runs from while rescued; its own disk is kept aside meanwhile. */
+  rescue?: { imageId: string; powerStateBefore: PowerStateValue };
+}
+
+/** What the fake "installs" on a root disk from an image. */
+function freshDisk(instance: InstanceSpec): string[] {
+  return ['nubo fake disk', `instance ${instance.uuid}`, `image ${instance.image?.id ?? 'none'}`, `hostname ${instance.hostname}`];
+}
 
 /** The power state each operation ends in, and the states it may start from. */
 const POWER_OPERATIONS: Record<PowerOperation, { to: PowerStateValue; from: PowerStateValue[] }> = {
@@ -138,7 +168,7 @@ export class FakeDriver implements VirtDriver {
         throw new InternalError(`Fake driver: spawn of instance ${instance.uuid} failed (injected by [fake_driver] spawn_failure_rate)`);
       }
       if (attempt.cancelled) throw new InternalError(`Fake driver: instance ${instance.uuid} was destroyed while it was being spawned`);
-      this.instances.set(instance.uuid, { name: instance.name, powerState: PowerState.RUNNING, console: [`fake console of ${instance.name} (${instance.uuid})`, 'booted'], vncPort: 5900 + this.nextDisplay++ });
+      this.instances.set(instance.uuid, { name: instance.name, powerState: PowerState.RUNNING, console: [`fake console of ${instance.name} (${instance.uuid})`, 'booted'], disk: freshDisk(instance), vncPort: 5900 + this.nextDisplay++ });
     } finally {
       if (this.spawning.get(instance.uuid) === attempt) this.spawning.delete(instance.uuid);
     }
@@ -179,8 +209,79 @@ export class FakeDriver implements VirtDriver {
   }
 
   async setAdminPassword(uuid: string, password: string): Promise<void> {
-    this.get(uuid).adminPassword = password;
-    this.get(uuid).console.push('admin password changed');
+    const instance = this.get(uuid);
+    instance.adminPassword = password;
+    instance.console.push('admin password changed');
+    instance.disk.push('admin password changed');
+  }
+
+  async snapshot(uuid: string): Promise<DiskSnapshot> {
+    this.assertOpen();
+    const before = this.get(uuid);
+    await this.wait(this.settings.snapshotDelayMs);
+    const instance = this.get(uuid);
+    if (instance !== before) throw new NotFound(`Fake driver: instance ${uuid} was destroyed during the snapshot`);
+    const pattern = this.settings.failSnapshotNamePattern;
+    if (pattern && pattern.test(instance.name)) {
+      throw new InternalError(`Fake driver: snapshot of instance ${uuid} failed: its name "${instance.name}" matches [fake_driver] fail_snapshot_name_pattern`);
+    }
+    instance.console.push('snapshot taken');
+    return { data: Buffer.from(instance.disk.join('\n') + '\n', 'utf8'), diskFormat: 'raw', containerFormat: 'bare' };
+  }
+
+  async rescue(uuid: string, image: { id: string; properties: Record<string, string> }, adminPass: string | null): Promise<PowerStateValue> {
+    this.assertOpen();
+    await this.wait(this.settings.actionDelayMs);
+    const instance = this.get(uuid);
+    if (instance.rescue?.imageId === image.id) return instance.powerState; // a repeated rescue (a resumed workflow)
+    if (instance.rescue) throw new Conflict(`Fake driver: instance ${uuid} is already rescued from image ${instance.rescue.imageId}`);
+    const pattern = this.settings.failRescueNamePattern;
+    if (pattern && pattern.test(instance.name)) {
+      throw new InternalError(`Fake driver: rescue of instance ${uuid} failed: its name "${instance.name}" matches [fake_driver] fail_rescue_name_pattern`);
+    }
+    instance.rescue = { imageId: image.id, powerStateBefore: instance.powerState };
+    if (adminPass !== null) instance.adminPassword = adminPass;
+    instance.powerState = PowerState.RUNNING;
+    instance.console.push(`rescued from image ${image.id}`);
+    return instance.powerState;
+  }
+
+  async unrescue(uuid: string): Promise<PowerStateValue> {
+    this.assertOpen();
+    await this.wait(this.settings.actionDelayMs);
+    const instance = this.get(uuid);
+    if (!instance.rescue) return instance.powerState; // not rescued: the end state already holds
+    instance.rescue = undefined;
+    instance.powerState = PowerState.RUNNING;
+    instance.console.push('unrescued');
+    return instance.powerState;
+  }
+
+  async rebuild(spec: InstanceSpec, options: { preserveEphemeral: boolean }): Promise<PowerStateValue> {
+    this.assertOpen();
+    await this.wait(this.settings.spawnDelayMs);
+    const pattern = this.settings.failRebuildNamePattern;
+    if (pattern && pattern.test(spec.name)) {
+      throw new InternalError(`Fake driver: rebuild of instance ${spec.uuid} failed: its name "${spec.name}" matches [fake_driver] fail_rebuild_name_pattern`);
+    }
+    const existing = this.instances.get(spec.uuid);
+    const console = existing?.console ?? [`fake console of ${spec.name} (${spec.uuid})`];
+    console.push(`rebuilt from image ${spec.image?.id ?? 'none'}${options.preserveEphemeral ? ' (ephemeral disk kept)' : ''}`, 'booted');
+    this.instances.set(spec.uuid, {
+      name: spec.name, powerState: PowerState.RUNNING, console, disk: freshDisk(spec), vncPort: existing?.vncPort ?? 5900 + this.nextDisplay++,
+      ...(spec.adminPass ? { adminPassword: spec.adminPass } : {}),
+    });
+    return PowerState.RUNNING;
+  }
+
+  /** Test hook: the guest writes a line to its root disk (a later snapshot carries it). */
+  writeDisk(uuid: string, line: string): void {
+    this.get(uuid).disk.push(line);
+  }
+
+  /** Test hook: whether the instance runs from a rescue image, and which. */
+  rescuedFrom(uuid: string): string | null {
+    return this.instances.get(uuid)?.rescue?.imageId ?? null;
   }
 
   async triggerCrashDump(uuid: string): Promise<void> {
