@@ -23,6 +23,7 @@ import { ServerGroupService } from './server-groups.js';
 import { AggregateService } from './aggregates.js';
 import { ServerService } from './servers.js';
 import { ServerActions } from './lifecycle.js';
+import { ResizeService } from './resize.js';
 import { Conductor } from './conductor/index.js';
 import { createScheduler, type Scheduler } from './scheduler/index.js';
 
@@ -53,6 +54,8 @@ export interface ComputeServices {
   conductor: Conductor;
   /** [api] enable_instance_password: generate an adminPass when the request gives none. */
   enablePasswordGeneration: boolean;
+  /** Resize, cold migration, confirm and revert. */
+  resize: ResizeService;
 }
 
 export interface Compute {
@@ -77,12 +80,13 @@ export async function createCompute(options: ComputeDeps & { policy: PolicyEngin
   const flavors = new FlavorService(options);
   const keypairs = new KeypairService({ ...options, quotas });
   const scheduler = createScheduler({ config, database, placement: options.placement, logger: options.logger.child('scheduler') });
-  const conductor = new Conductor({ ...options, logger: options.logger.child('conductor'), instances, actions, hosts, aggregates, serverGroups, scheduler });
+  const conductor = new Conductor({ ...options, logger: options.logger.child('conductor'), instances, actions, hosts, aggregates, serverGroups, scheduler, migrations });
   const servers = new ServerService({ config, database, instances, actions, flavors, keypairs, quotas, serverGroups, aggregates, hosts, images: options.images, conductor });
   const lifecycle = new ServerActions({ database, bus: options.bus, instances, actions, hosts, conductor, rpcTimeoutMs: config.getInt('DEFAULT', 'rpc_response_timeout', 60) * 1000 });
   const services: ComputeServices = {
     hosts, flavors, keypairs, quotas, serverGroups, aggregates, instances, actions, migrations, servers, lifecycle, scheduler, conductor,
     enablePasswordGeneration: config.getBool('api', 'enable_instance_password', true),
+    resize: new ResizeService({ config, database, instances, actions, migrations, flavors, quotas, hosts, lifecycle, conductor }),
   };
   const api = computeApi({ compute: services, policy: options.policy, tokens: options.tokens, maxLimit: config.getInt('api', 'max_limit', 1000) });
   return {

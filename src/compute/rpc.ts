@@ -85,6 +85,16 @@ export interface ComputeAgentRpc {
   triggerCrashDump(args: { uuid: string }): Promise<void>;
   /** The host's uptime line, as uptime(1) prints it (os-hypervisors/{id}/uptime). */
   getHostUptime(args: Record<string, never>): Promise<{ uptime: string }>;
+  /** Resize/cold migration, source: power off and hand the disk over (VirtDriver.migrateDiskAndPowerOff). */
+  migrateDiskAndPowerOff(args: { uuid: string; flavor: FlavorSize; timeoutSeconds?: number }): Promise<void>;
+  /** Destination: create the moved instance with its new flavor (VirtDriver.finishMigration). */
+  finishMigration(args: { instance: InstanceSpec; powerOn: boolean }): Promise<{ powerState: PowerStateValue }>;
+  /** Source, on confirm: remove the held source copy. */
+  confirmMigration(args: { uuid: string }): Promise<void>;
+  /** Destination, on revert: remove the moved instance. */
+  revertMigration(args: { uuid: string }): Promise<void>;
+  /** Source, on revert: the held copy is the instance again, powered as before. */
+  finishRevertMigration(args: { uuid: string; powerOn: boolean }): Promise<{ powerState: PowerStateValue }>;
 }
 
 /** A typed client for an agent's RPC methods. */
@@ -100,6 +110,11 @@ export function agentClient(bus: Bus, host: string, timeoutMs: number): ComputeA
     setAdminPassword: call('setAdminPassword'),
     triggerCrashDump: call('triggerCrashDump'),
     getHostUptime: call('getHostUptime'),
+    migrateDiskAndPowerOff: call('migrateDiskAndPowerOff'),
+    finishMigration: call('finishMigration'),
+    confirmMigration: call('confirmMigration'),
+    revertMigration: call('revertMigration'),
+    finishRevertMigration: call('finishRevertMigration'),
   };
 }
 

@@ -15,6 +15,8 @@ import { keypairRoutes } from './keypairs.js';
 import { quotaRoutes } from './quotas.js';
 import { serverGroupRoutes } from './server-groups.js';
 import { aggregateRoutes } from './aggregates.js';
+import './resize-actions.js';
+import { migrationRoutes } from './migrations.js';
 
 export const MIN_MICROVERSION = '2.1';
 export const MAX_MICROVERSION = '2.79';
@@ -42,6 +44,7 @@ async function resources(app: FastifyInstance, deps: ComputeApiDeps): Promise<vo
   quotaRoutes(app, deps);
   serverGroupRoutes(app, deps);
   aggregateRoutes(app, deps);
+  migrationRoutes(app, deps);
 }
 
 export function computeApi(deps: ComputeApiDeps & { tokens: TokenValidator }) {

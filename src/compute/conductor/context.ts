@@ -2,6 +2,7 @@
 import type { Logger } from '../../core/log.js';
 import type { PlacementService } from '../../placement/service.js';
 import type { InstanceActionStore } from '../actions.js';
+import type { MigrationStore } from '../migrations.js';
 import type { Instance, InstanceStore } from '../instances.js';
 import type { ComputeAgentRpc } from '../rpc.js';
 import type { RequestSpec } from '../scheduler/types.js';
@@ -32,4 +33,8 @@ export interface ConductorContext {
   /** Leaves the server group the instance is a member of, if any. */
   leaveServerGroup(instanceId: string): Promise<void>;
   notify(eventType: string, instance: Instance, priority?: 'INFO' | 'WARN' | 'ERROR'): Promise<void>;
+  /** Migration records (resize, cold and live migration, evacuation). */
+  migrations: MigrationStore;
+  /** The host_ip a compute host reported (a migration's dest_host), null when unknown. */
+  hostIp(host: string): Promise<string | null>;
 }

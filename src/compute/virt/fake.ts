@@ -5,6 +5,7 @@
 //   [fake_driver] spawn_delay_ms (0), destroy_delay_ms (0)         how long spawn/destroy take
 //   [fake_driver] spawn_failure_rate (0..1, 0)                     spawns that fail at random
 //   [fake_driver] fail_spawn_name_pattern (regex, unset)           spawns of instances whose name matches fail
+//   [fake_driver] migrate_delay_ms (0)                             how long each step of a resize/cold migration takes
 import type { Config } from '../../core/config.js';
 import { BadRequest, Conflict, InternalError, NotFound, ServiceUnavailable } from '../../core/errors.js';
 import { PowerState, type InstanceSpec, type PowerStateValue } from '../rpc.js';
@@ -38,6 +39,8 @@ export interface FakeDriverSettings {
   actionDelayMs: number;
   spawnFailureRate: number;
   failSpawnNamePattern: RegExp | null;
+  /** How long each resize/migration step takes on a host ([fake_driver] migrate_delay_ms). */
+  migrateDelayMs?: number;
 }
 
 /** Reads and checks the [fake_driver] options; a bad value is a BadRequest naming the option. */
@@ -72,10 +75,11 @@ export function fakeDriverSettings(config: Config): FakeDriverSettings {
     actionDelayMs: delay('action_delay_ms'),
     spawnFailureRate: rate,
     failSpawnNamePattern,
+    migrateDelayMs: delay('migrate_delay_ms'),
   };
 }
 
-interface FakeInstance { name: string; powerState: PowerStateValue; console: string[]; adminPassword?: string }
+interface FakeInstance { name: string; powerState: PowerStateValue; console: string[]; adminPassword?: string; rootGb?: number }
 
 /** The power state each operation ends in, and the states it may start from. */
 const POWER_OPERATIONS: Record<PowerOperation, { to: PowerStateValue; from: PowerStateValue[] }> = {
@@ -93,6 +97,8 @@ export class FakeDriver implements VirtDriver {
   readonly name = 'fake';
   readonly capabilities: DriverCapabilities = FAKE_CAPABILITIES;
   private readonly instances = new Map<string, FakeInstance>();
+  /** Powered-off copies this host keeps of instances moved away (resize/cold migration) until confirm or revert. */
+  private readonly migrationSources = new Map<string, FakeInstance>();
   /** Spawns under way; a destroy meanwhile cancels them (the spawn then fails, leaving nothing behind). */
   private readonly spawning = new Map<string, { cancelled: boolean }>();
   private readonly waits = new Set<{ timer: NodeJS.Timeout; reject: (err: Error) => void }>();
@@ -135,7 +141,7 @@ export class FakeDriver implements VirtDriver {
         throw new InternalError(`Fake driver: spawn of instance ${instance.uuid} failed (injected by [fake_driver] spawn_failure_rate)`);
       }
       if (attempt.cancelled) throw new InternalError(`Fake driver: instance ${instance.uuid} was destroyed while it was being spawned`);
-      this.instances.set(instance.uuid, { name: instance.name, powerState: PowerState.RUNNING, console: [`fake console of ${instance.name} (${instance.uuid})`, 'booted'] });
+      this.instances.set(instance.uuid, { name: instance.name, powerState: PowerState.RUNNING, console: [`fake console of ${instance.name} (${instance.uuid})`, 'booted'], rootGb: instance.flavor?.rootGb });
     } finally {
       if (this.spawning.get(instance.uuid) === attempt) this.spawning.delete(instance.uuid);
     }
@@ -147,6 +153,74 @@ export class FakeDriver implements VirtDriver {
     if (attempt) attempt.cancelled = true;
     await this.wait(this.settings.destroyDelayMs);
     this.instances.delete(uuid);
+    this.migrationSources.delete(uuid);
+  }
+
+  async migrateDiskAndPowerOff(uuid: string, flavor: InstanceSpec['flavor']): Promise<void> {
+    this.assertOpen();
+    const instance = this.instances.get(uuid);
+    if (!instance) {
+      if (this.migrationSources.has(uuid)) return; // done already (a resumed workflow)
+      throw new NotFound(`Fake driver has no instance ${uuid}`);
+    }
+    // As libvirt's driver: a root disk cannot shrink (checked before anything changes).
+    if (instance.rootGb !== undefined && flavor.rootGb < instance.rootGb) throw new BadRequest('Resize error: Unable to resize disk down.');
+    await this.wait(this.settings.migrateDelayMs ?? 0);
+    if (this.instances.get(uuid) !== instance) throw new Conflict(`Fake driver: instance ${uuid} changed while its disk was being migrated`);
+    instance.powerState = PowerState.SHUTDOWN;
+    instance.console.push('powered off for migration');
+    this.instances.delete(uuid);
+    this.migrationSources.set(uuid, instance);
+  }
+
+  async finishMigration(spec: InstanceSpec, powerOn: boolean): Promise<PowerStateValue> {
+    this.assertOpen();
+    const existing = this.instances.get(spec.uuid);
+    if (existing) return existing.powerState;
+    await this.wait(this.settings.migrateDelayMs ?? 0);
+    const already = this.instances.get(spec.uuid);
+    if (already) return already.powerState;
+    this.instances.set(spec.uuid, {
+      name: spec.name, powerState: powerOn ? PowerState.RUNNING : PowerState.SHUTDOWN, rootGb: spec.flavor.rootGb,
+      console: [`fake console of ${spec.name} (${spec.uuid})`, `migrated here with flavor ${spec.flavor.name}`, ...(powerOn ? ['booted'] : [])],
+    });
+    return powerOn ? PowerState.RUNNING : PowerState.SHUTDOWN;
+  }
+
+  async confirmMigration(uuid: string): Promise<void> {
+    this.assertOpen();
+    if (!this.migrationSources.has(uuid)) return;
+    await this.wait(this.settings.migrateDelayMs ?? 0);
+    this.migrationSources.delete(uuid);
+  }
+
+  async revertMigration(uuid: string): Promise<void> {
+    this.assertOpen();
+    if (!this.instances.has(uuid)) return;
+    await this.wait(this.settings.migrateDelayMs ?? 0);
+    this.instances.delete(uuid);
+  }
+
+  async finishRevertMigration(uuid: string, powerOn: boolean): Promise<PowerStateValue> {
+    this.assertOpen();
+    const source = this.migrationSources.get(uuid);
+    if (!source) {
+      const instance = this.instances.get(uuid);
+      if (instance) return instance.powerState; // done already
+      throw new NotFound(`Fake driver has no migration source copy of instance ${uuid}`);
+    }
+    await this.wait(this.settings.migrateDelayMs ?? 0);
+    // On the same host the destination copy was removed first (revertMigration); a leftover is replaced.
+    this.migrationSources.delete(uuid);
+    source.powerState = powerOn ? PowerState.RUNNING : PowerState.SHUTDOWN;
+    source.console.push(powerOn ? 'reverted: booted' : 'reverted');
+    this.instances.set(uuid, source);
+    return source.powerState;
+  }
+
+  /** Test hook: whether this host holds a moved-away (source) copy of the instance. */
+  hasMigrationSource(uuid: string): boolean {
+    return this.migrationSources.has(uuid);
   }
 
   async powerState(uuid: string): Promise<PowerStateValue | null> {
