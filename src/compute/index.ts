@@ -28,6 +28,7 @@ import { ConsoleService } from './consoles.js';
 import { ServerPasswordStore } from './server-passwords.js';
 import { ImageActions } from './shelve.js';
 import { SystemMetadataStore } from './system-metadata.js';
+import { ResizeService } from './resize.js';
 import { Conductor } from './conductor/index.js';
 import { createScheduler, type Scheduler } from './scheduler/index.js';
 
@@ -66,6 +67,8 @@ export interface ComputeServices {
   serverPasswords: ServerPasswordStore;
   /** [api] enable_instance_password: generate an adminPass when the request gives none. */
   enablePasswordGeneration: boolean;
+  /** Resize, cold migration, confirm and revert. */
+  resize: ResizeService;
 }
 
 export interface Compute {
@@ -90,7 +93,7 @@ export async function createCompute(options: ComputeDeps & { policy: PolicyEngin
   const flavors = new FlavorService(options);
   const keypairs = new KeypairService({ ...options, quotas });
   const scheduler = createScheduler({ config, database, placement: options.placement, logger: options.logger.child('scheduler') });
-  const conductor = new Conductor({ ...options, logger: options.logger.child('conductor'), instances, actions, hosts, aggregates, serverGroups, scheduler });
+  const conductor = new Conductor({ ...options, logger: options.logger.child('conductor'), instances, actions, hosts, aggregates, serverGroups, scheduler, migrations });
   const servers = new ServerService({ config, database, instances, actions, flavors, keypairs, quotas, serverGroups, aggregates, hosts, images: options.images, conductor });
   const lifecycle = new ServerActions({ database, bus: options.bus, instances, actions, hosts, conductor, rpcTimeoutMs: config.getInt('DEFAULT', 'rpc_response_timeout', 60) * 1000 });
   const imageActions = new ImageActions({
@@ -105,6 +108,7 @@ export async function createCompute(options: ComputeDeps & { policy: PolicyEngin
     hosts, flavors, keypairs, quotas, serverGroups, aggregates, instances, actions, migrations, servers, lifecycle, imageActions, scheduler, conductor,
     softDeletes, consoles, serverPasswords,
     enablePasswordGeneration: config.getBool('api', 'enable_instance_password', true),
+    resize: new ResizeService({ config, database, instances, actions, migrations, flavors, quotas, hosts, lifecycle, conductor }),
   };
   const api = computeApi({ compute: services, policy: options.policy, tokens: options.tokens, maxLimit: config.getInt('api', 'max_limit', 1000) });
   return {

@@ -131,11 +131,12 @@ const COLUMN_OF: Record<string, string> = {
   adminPass: 'admin_pass', launchedAt: 'launched_at', terminatedAt: 'terminated_at', deletedAt: 'deleted_at',
   hostname: 'hostname', flavorId: 'flavor_id', imageRef: 'image_ref', keyName: 'key_name', keyData: 'key_data',
   userData: 'user_data', configDrive: 'config_drive', requestedAvailabilityZone: 'requested_availability_zone',
+  flavor: 'flavor',
 };
 
 export type InstanceChanges = Partial<Pick<Instance, 'name' | 'description' | 'host' | 'node' | 'availabilityZone' | 'vmState' | 'taskState'
   | 'powerState' | 'progress' | 'locked' | 'lockedBy' | 'lockedReason' | 'accessIpV4' | 'accessIpV6' | 'adminPass' | 'launchedAt'
-  | 'terminatedAt' | 'deletedAt' | 'hostname' | 'imageRef' | 'keyName' | 'keyData' | 'userData' | 'requestedAvailabilityZone'>>;
+  | 'terminatedAt' | 'deletedAt' | 'hostname' | 'imageRef' | 'keyName' | 'keyData' | 'userData' | 'requestedAvailabilityZone' | 'flavorId' | 'flavor'>>;
 
 export interface InstanceListFilters {
   projectId?: string;          // undefined = every project (admin all_tenants)
@@ -259,7 +260,7 @@ export class InstanceStore {
     for (const [key, value] of Object.entries(changes)) {
       const column = COLUMN_OF[key];
       if (!column) throw new Error(`instance field ${key} has no column`);
-      out[column] = typeof value === 'boolean' ? (value ? 1 : 0) : value;
+      out[column] = typeof value === 'boolean' ? (value ? 1 : 0) : (value !== null && typeof value === 'object' ? JSON.stringify(value) : value);
     }
     return out;
   }

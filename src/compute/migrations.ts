@@ -123,6 +123,14 @@ export class MigrationStore {
     const rows = await query.orderBy('created_at', 'desc').orderBy('id', 'desc').execute();
     return rows.map(migrationOf);
   }
+
+  /** Changes the record only while its status is one of `expected` (two actions racing on one move: one wins). */
+  async updateIf(id: number, expected: string[], changes: MigrationChanges, trx?: Kysely<any>): Promise<boolean> {
+    const set: Record<string, unknown> = { updated_at: new Date().toISOString() };
+    for (const [key, value] of Object.entries(changes)) set[COLUMN_OF[key]] = value;
+    const result = await (trx ?? this.database.db).updateTable('compute_instance_migrations').set(set).where('id', '=', id).where('status', 'in', expected).executeTakeFirst();
+    return Number(result.numUpdatedRows) > 0;
+  }
 }
 
 function migrationOf(r: any): Migration {

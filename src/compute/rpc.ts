@@ -99,6 +99,16 @@ export interface ComputeAgentRpc {
   unrescueInstance(args: { uuid: string }): Promise<{ powerState: PowerStateValue }>;
   /** Re-creates the instance's disk from a (new) image, keeping the instance (VirtDriver.rebuild). */
   rebuildInstance(args: { instance: InstanceSpec; preserveEphemeral: boolean }): Promise<{ powerState: PowerStateValue }>;
+  /** Resize/cold migration, source: power off and hand the disk over (VirtDriver.migrateDiskAndPowerOff). */
+  migrateDiskAndPowerOff(args: { uuid: string; flavor: FlavorSize; timeoutSeconds?: number }): Promise<void>;
+  /** Destination: create the moved instance with its new flavor (VirtDriver.finishMigration). */
+  finishMigration(args: { instance: InstanceSpec; powerOn: boolean }): Promise<{ powerState: PowerStateValue }>;
+  /** Source, on confirm: remove the held source copy. */
+  confirmMigration(args: { uuid: string }): Promise<void>;
+  /** Destination, on revert: remove the moved instance. */
+  revertMigration(args: { uuid: string }): Promise<void>;
+  /** Source, on revert: the held copy is the instance again, powered as before. */
+  finishRevertMigration(args: { uuid: string; powerOn: boolean }): Promise<{ powerState: PowerStateValue }>;
 }
 
 /** A typed client for an agent's RPC methods. */
@@ -119,6 +129,11 @@ export function agentClient(bus: Bus, host: string, timeoutMs: number): ComputeA
     rescueInstance: call('rescueInstance'),
     unrescueInstance: call('unrescueInstance'),
     rebuildInstance: call('rebuildInstance'),
+    migrateDiskAndPowerOff: call('migrateDiskAndPowerOff'),
+    finishMigration: call('finishMigration'),
+    confirmMigration: call('confirmMigration'),
+    revertMigration: call('revertMigration'),
+    finishRevertMigration: call('finishRevertMigration'),
   };
 }
 

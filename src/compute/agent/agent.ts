@@ -281,6 +281,26 @@ export function agentHandlers(driver: VirtDriver): Record<keyof ComputeAgentRpc,
       if (!instance || typeof instance.uuid !== 'string') throw new BadRequest('rebuildInstance needs an instance');
       return { powerState: await driver.rebuild(instance, { preserveEphemeral: preserveEphemeral === true }) };
     },
+    migrateDiskAndPowerOff: async ({ uuid, flavor, timeoutSeconds }: { uuid: string; flavor: InstanceSpec['flavor']; timeoutSeconds?: number }) => {
+      if (typeof uuid !== 'string' || !flavor || typeof flavor.rootGb !== 'number') throw new BadRequest('migrateDiskAndPowerOff needs a uuid and a flavor');
+      await driver.migrateDiskAndPowerOff(uuid, flavor, { timeoutSeconds });
+    },
+    finishMigration: async ({ instance, powerOn }: { instance: InstanceSpec; powerOn: boolean }) => {
+      if (!instance || typeof instance.uuid !== 'string' || typeof instance.name !== 'string') throw new BadRequest('finishMigration needs an instance with a uuid and a name');
+      return { powerState: await driver.finishMigration(instance, powerOn !== false) };
+    },
+    confirmMigration: async ({ uuid }: { uuid: string }) => {
+      if (typeof uuid !== 'string') throw new BadRequest('confirmMigration needs a uuid');
+      await driver.confirmMigration(uuid);
+    },
+    revertMigration: async ({ uuid }: { uuid: string }) => {
+      if (typeof uuid !== 'string') throw new BadRequest('revertMigration needs a uuid');
+      await driver.revertMigration(uuid);
+    },
+    finishRevertMigration: async ({ uuid, powerOn }: { uuid: string; powerOn: boolean }) => {
+      if (typeof uuid !== 'string') throw new BadRequest('finishRevertMigration needs a uuid');
+      return { powerState: await driver.finishRevertMigration(uuid, powerOn !== false) };
+    },
   };
   return rpc;
 }

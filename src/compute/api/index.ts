@@ -17,6 +17,8 @@ import { quotaRoutes } from './quotas.js';
 import { serverGroupRoutes } from './server-groups.js';
 import { aggregateRoutes } from './aggregates.js';
 import { extraRoutes } from './extras.js';
+import './resize-actions.js';
+import { migrationRoutes } from './migrations.js';
 
 export const MIN_MICROVERSION = '2.1';
 export const MAX_MICROVERSION = '2.79';
@@ -46,6 +48,7 @@ async function resources(app: FastifyInstance, deps: ComputeApiDeps): Promise<vo
   serverGroupRoutes(app, deps);
   aggregateRoutes(app, deps);
   extraRoutes(app, deps);
+  migrationRoutes(app, deps);
 }
 
 export function computeApi(deps: ComputeApiDeps & { tokens: TokenValidator }) {

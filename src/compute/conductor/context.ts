@@ -3,6 +3,7 @@ import type { Logger } from '../../core/log.js';
 import type { ImageService } from '../../image/service.js';
 import type { PlacementService } from '../../placement/service.js';
 import type { InstanceActionStore } from '../actions.js';
+import type { MigrationStore } from '../migrations.js';
 import type { Instance, InstanceStore } from '../instances.js';
 import type { ComputeAgentRpc } from '../rpc.js';
 import type { RequestSpec } from '../scheduler/types.js';
@@ -40,4 +41,8 @@ export interface ConductorContext {
   systemMetadata: SystemMetadataStore;
   /** [DEFAULT] shelved_offload_time: seconds a SHELVED instance stays on its host; 0 offloads at once, < 0 never. */
   shelvedOffloadTimeSeconds: number;
+  /** Migration records (resize, cold and live migration, evacuation). */
+  migrations: MigrationStore;
+  /** The host_ip a compute host reported (a migration's dest_host), null when unknown. */
+  hostIp(host: string): Promise<string | null>;
 }

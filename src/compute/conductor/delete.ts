@@ -31,6 +31,15 @@ export function deleteWorkflow(ctx: ConductorContext) {
       }
     }
     await store.advance(workflow, 'destroyed');
+    // Deleted in VERIFY_RESIZE or mid-move (Nova confirms first): the other host's copy and the migration's allocations go too.
+    const open = await ctx.migrations.list({ instanceId: instance.id, status: ['pre-migrating', 'migrating', 'post-migrating', 'finished', 'confirming', 'reverting', 'reverted'] });
+    for (const migration of open) {
+      for (const host of new Set([migration.sourceCompute, migration.destCompute])) {
+        if (host && host !== instance.host && (await ctx.hostIsUp(host))) await ctx.agent(host).destroyInstance({ uuid: instance.id }).catch(() => undefined);
+      }
+      await ctx.placement.deleteAllocations(migration.uuid);
+      await ctx.migrations.update(migration.id, { status: migration.status === 'finished' ? 'confirmed' : 'error' });
+    }
     await ctx.placement.deleteAllocations(instance.id);
     await ctx.leaveServerGroup(instance.id);
     const now = new Date().toISOString();

@@ -17,6 +17,9 @@ import type { ConductorContext } from './context.js';
 import { deleteWorkflow } from './delete.js';
 import { powerWorkflow } from './power.js';
 import { reclaimQueuedDeletes } from './reclaim.js';
+import { confirmResizeWorkflow, conductorRequestId, resizeWorkflow, revertResizeWorkflow, type ConfirmResizeData } from './resize.js';
+import type { MigrationStore } from '../migrations.js';
+import { transaction } from '../../db/index.js';
 import { hostHandlers } from './host-handlers.js';
 import { registerImageWorkflows, shelvedOffloadPoller } from './shelve.js';
 import { SystemMetadataStore } from '../system-metadata.js';
@@ -29,6 +32,7 @@ export interface ConductorDeps extends ComputeDeps {
   aggregates: AggregateService;
   serverGroups: ServerGroupService;
   scheduler: Scheduler;
+  migrations: MigrationStore;
 }
 
 export class Conductor {
@@ -39,6 +43,7 @@ export class Conductor {
   private subscription?: Subscription;
   private reclaimTimer?: NodeJS.Timeout;
   private shelvedPoller?: { stop(): void };
+  private autoConfirmTimer?: NodeJS.Timeout;
 
   constructor(private readonly deps: ConductorDeps) {
     const { config } = deps;
@@ -75,11 +80,16 @@ export class Conductor {
       images: deps.images,
       systemMetadata: new SystemMetadataStore(deps.database),
       shelvedOffloadTimeSeconds: config.getInt('DEFAULT', 'shelved_offload_time', 0),
+      migrations: deps.migrations,
+      hostIp: async (host) => (await deps.hosts.listNodes()).find((n) => n.host === host)?.hostIp ?? null,
     };
     this.runner.register('build', buildWorkflow(this.context));
     this.runner.register('delete', deleteWorkflow(this.context));
     this.runner.register('power', powerWorkflow(this.context));
     registerImageWorkflows(this.runner, this.context);
+    this.runner.register('resize', resizeWorkflow(this.context));
+    this.runner.register('confirm-resize', confirmResizeWorkflow(this.context));
+    this.runner.register('revert-resize', revertResizeWorkflow(this.context));
   }
 
   /** Serves the conductor topic, registers this conductor's services, and resumes orphaned workflows. */
@@ -99,6 +109,7 @@ export class Conductor {
     await this.runner.start();
     this.shelvedPoller = shelvedOffloadPoller(this.context, this, this.deps.database, this.deps.config);
     this.startReclaiming();
+    this.startAutoConfirm();
   }
 
   /** Every [DEFAULT] reclaim_instance_interval seconds (when > 0), deletes servers soft-deleted longer ago than that. */
@@ -115,6 +126,45 @@ export class Conductor {
         .finally(() => { running = false; });
     }, interval * 1000);
     this.reclaimTimer.unref();
+  }
+
+  /**
+   * [DEFAULT] resize_confirm_window (seconds, 0 = never): moves left in VERIFY_RESIZE longer than
+   * that are confirmed (Nova's _poll_unconfirmed_resizes), checked every min(window, 60) seconds.
+   */
+  private startAutoConfirm(): void {
+    const window = this.deps.config.getInt('DEFAULT', 'resize_confirm_window', 0);
+    if (!(window > 0)) return;
+    const tick = () => {
+      this.autoConfirmTimer = setTimeout(() => {
+        void this.confirmUnconfirmedResizes(window)
+          .catch((err) => this.deps.logger.warn(`auto-confirming resizes failed: ${(err as Error).message}`))
+          .finally(() => { if (this.autoConfirmTimer) tick(); });
+      }, Math.min(window, 60) * 1000);
+      this.autoConfirmTimer.unref();
+    };
+    tick();
+  }
+
+  /** Confirms every finished move older than `windowSeconds` whose instance waits in VERIFY_RESIZE. */
+  async confirmUnconfirmedResizes(windowSeconds: number): Promise<number> {
+    const before = new Date(Date.now() - windowSeconds * 1000).toISOString();
+    const due = await this.deps.migrations.list({ status: ['finished'], changesBefore: before });
+    let confirmed = 0;
+    for (const migration of due) {
+      const instance = await this.deps.instances.find(migration.instanceId);
+      if (!instance || instance.deletedAt || instance.vmState !== VmState.RESIZED || instance.taskState !== null) continue;
+      const workflow = await transaction(this.deps.database, async (trx) => {
+        if (!(await this.deps.migrations.updateIf(migration.id, ['finished'], { status: 'confirming' }, trx))) return undefined;
+        const action = await this.deps.actions.start(instance.id, 'confirmResize', { requestId: conductorRequestId(), userId: instance.userId, projectId: instance.projectId }, trx);
+        return this.workflows.create<ConfirmResizeData>('confirm-resize', instance.id, { actionId: action.id, migrationId: migration.id }, trx);
+      });
+      if (!workflow) continue;
+      this.deps.logger.info(`automatically confirming the ${migration.migrationType} of ${instance.id} (resize_confirm_window ${windowSeconds} s)`);
+      this.launch(workflow);
+      confirmed++;
+    }
+    return confirmed;
   }
 
   /** Records a build workflow for instances just created (inside the API's transaction); run it with launch() after commit. */
@@ -167,6 +217,8 @@ export class Conductor {
   async close(): Promise<void> {
     if (this.reclaimTimer) clearInterval(this.reclaimTimer);
     this.shelvedPoller?.stop();
+    if (this.autoConfirmTimer) clearTimeout(this.autoConfirmTimer);
+    this.autoConfirmTimer = undefined;
     this.runner.stop();
     await this.subscription?.close();
   }

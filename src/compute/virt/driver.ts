@@ -110,4 +110,32 @@ export interface VirtDriver {
   rebuild(instance: InstanceSpec, options: { preserveEphemeral: boolean }): Promise<PowerStateValue>;
   /** Stops whatever the driver runs in this process (not the instances, which outlive the agent where they can). */
   close(): Promise<void>;
+
+  // Cold migration and resize (Nova's migrate_disk_and_power_off, finish_migration, confirm_migration,
+  // finish_revert_migration). The source keeps a powered-off copy of a moved instance until the move is
+  // confirmed or reverted; that copy is not one of listInstances() (reconciliation must not remove it),
+  // and destroy() removes it too. Every step succeeds when repeated after it already happened (a resumed
+  // workflow repeats its last step), so each one reads what the host already has.
+  /**
+   * Source: powers the instance off and makes its disk ready for `flavor` on the destination; the
+   * instance becomes the held source copy. Throws ResizeError-like BadRequest "Unable to resize disk
+   * down." when the new root disk is smaller (nothing changed then). Succeeds when the instance is
+   * already held as a source copy; NotFound when the driver has neither.
+   */
+  migrateDiskAndPowerOff(uuid: string, flavor: InstanceSpec['flavor'], options?: { timeoutSeconds?: number }): Promise<void>;
+  /**
+   * Destination: creates the instance from the migrated disk with the spec's (new) flavor, running when
+   * `powerOn`, shut off otherwise; resolves with its power state. When the instance already exists here
+   * (a repeat) it answers its power state. A failure cleans up what it created.
+   */
+  finishMigration(instance: InstanceSpec, powerOn: boolean): Promise<PowerStateValue>;
+  /** Source, on confirm: removes the held source copy. Succeeds when there is none. */
+  confirmMigration(uuid: string): Promise<void>;
+  /** Destination, on revert: removes the instance created by finishMigration, never a held source copy. Succeeds when gone. */
+  revertMigration(uuid: string): Promise<void>;
+  /**
+   * Source, on revert: the held source copy becomes the instance again, running when `powerOn`;
+   * resolves with its power state. When it already is the instance (a repeat) it answers its power state.
+   */
+  finishRevertMigration(uuid: string, powerOn: boolean): Promise<PowerStateValue>;
 }

@@ -11,6 +11,7 @@
 // Each instance has a small, real root disk: the text the fake "installed" from its image at
 // spawn (or rebuild), plus a line per change made to it (a password set, test writes). A
 // snapshot returns exactly those bytes; a rescue boots another image with that disk untouched.
+//   [fake_driver] migrate_delay_ms (0)                             how long each step of a resize/cold migration takes
 import type { Config } from '../../core/config.js';
 import { BadRequest, Conflict, InternalError, NotFound, ServiceUnavailable } from '../../core/errors.js';
 import { PowerState, type InstanceSpec, type PowerStateValue } from '../rpc.js';
@@ -48,6 +49,8 @@ export interface FakeDriverSettings {
   failSnapshotNamePattern: RegExp | null;
   failRescueNamePattern: RegExp | null;
   failRebuildNamePattern: RegExp | null;
+  /** How long each resize/migration step takes on a host ([fake_driver] migrate_delay_ms). */
+  migrateDelayMs?: number;
 }
 
 /** Reads and checks the [fake_driver] options; a bad value is a BadRequest naming the option. */
@@ -84,6 +87,7 @@ export function fakeDriverSettings(config: Config): FakeDriverSettings {
     spawnFailureRate: rate,
     failSpawnNamePattern,
     snapshotDelayMs: delay('snapshot_delay_ms'),
+    migrateDelayMs: delay('migrate_delay_ms'),
     failSnapshotNamePattern: regex('fail_snapshot_name_pattern'),
     failRescueNamePattern: regex('fail_rescue_name_pattern'),
     failRebuildNamePattern: regex('fail_rebuild_name_pattern'),
@@ -95,6 +99,8 @@ interface FakeInstance {
   powerState: PowerStateValue;
   console: string[];
   adminPassword?: string;
+  /** The flavor's root disk size, so a resize can refuse to shrink it. */
+  rootGb?: number;
   /** The display of the instance's (pretend) VNC server, 5900 + n, as QEMU's -vnc :n would. */
   vncPort: number;
   /** The root disk's content, line by line (what a snapshot returns). */
@@ -124,6 +130,8 @@ export class FakeDriver implements VirtDriver {
   readonly name = 'fake';
   readonly capabilities: DriverCapabilities = FAKE_CAPABILITIES;
   private readonly instances = new Map<string, FakeInstance>();
+  /** Powered-off copies this host keeps of instances moved away (resize/cold migration) until confirm or revert. */
+  private readonly migrationSources = new Map<string, FakeInstance>();
   /** Spawns under way; a destroy meanwhile cancels them (the spawn then fails, leaving nothing behind). */
   private readonly spawning = new Map<string, { cancelled: boolean }>();
   private readonly waits = new Set<{ timer: NodeJS.Timeout; reject: (err: Error) => void }>();
@@ -168,7 +176,7 @@ export class FakeDriver implements VirtDriver {
         throw new InternalError(`Fake driver: spawn of instance ${instance.uuid} failed (injected by [fake_driver] spawn_failure_rate)`);
       }
       if (attempt.cancelled) throw new InternalError(`Fake driver: instance ${instance.uuid} was destroyed while it was being spawned`);
-      this.instances.set(instance.uuid, { name: instance.name, powerState: PowerState.RUNNING, console: [`fake console of ${instance.name} (${instance.uuid})`, 'booted'], disk: freshDisk(instance), vncPort: 5900 + this.nextDisplay++ });
+      this.instances.set(instance.uuid, { name: instance.name, powerState: PowerState.RUNNING, console: [`fake console of ${instance.name} (${instance.uuid})`, 'booted'], disk: freshDisk(instance), vncPort: 5900 + this.nextDisplay++, rootGb: instance.flavor?.rootGb });
     } finally {
       if (this.spawning.get(instance.uuid) === attempt) this.spawning.delete(instance.uuid);
     }
@@ -180,6 +188,76 @@ export class FakeDriver implements VirtDriver {
     if (attempt) attempt.cancelled = true;
     await this.wait(this.settings.destroyDelayMs);
     this.instances.delete(uuid);
+    this.migrationSources.delete(uuid);
+  }
+
+  async migrateDiskAndPowerOff(uuid: string, flavor: InstanceSpec['flavor']): Promise<void> {
+    this.assertOpen();
+    const instance = this.instances.get(uuid);
+    if (!instance) {
+      if (this.migrationSources.has(uuid)) return; // done already (a resumed workflow)
+      throw new NotFound(`Fake driver has no instance ${uuid}`);
+    }
+    // As libvirt's driver: a root disk cannot shrink (checked before anything changes).
+    if (instance.rootGb !== undefined && flavor.rootGb < instance.rootGb) throw new BadRequest('Resize error: Unable to resize disk down.');
+    await this.wait(this.settings.migrateDelayMs ?? 0);
+    if (this.instances.get(uuid) !== instance) throw new Conflict(`Fake driver: instance ${uuid} changed while its disk was being migrated`);
+    instance.powerState = PowerState.SHUTDOWN;
+    instance.console.push('powered off for migration');
+    this.instances.delete(uuid);
+    this.migrationSources.set(uuid, instance);
+  }
+
+  async finishMigration(spec: InstanceSpec, powerOn: boolean): Promise<PowerStateValue> {
+    this.assertOpen();
+    const existing = this.instances.get(spec.uuid);
+    if (existing) return existing.powerState;
+    await this.wait(this.settings.migrateDelayMs ?? 0);
+    const already = this.instances.get(spec.uuid);
+    if (already) return already.powerState;
+    this.instances.set(spec.uuid, {
+      name: spec.name, powerState: powerOn ? PowerState.RUNNING : PowerState.SHUTDOWN, rootGb: spec.flavor.rootGb,
+      console: [`fake console of ${spec.name} (${spec.uuid})`, `migrated here with flavor ${spec.flavor.name}`, ...(powerOn ? ['booted'] : [])],
+      // The source host's disk content is on another agent: the copy here starts from the image's, marked as moved.
+      disk: [...freshDisk(spec), `migrated with flavor ${spec.flavor.name}`], vncPort: 5900 + this.nextDisplay++,
+    });
+    return powerOn ? PowerState.RUNNING : PowerState.SHUTDOWN;
+  }
+
+  async confirmMigration(uuid: string): Promise<void> {
+    this.assertOpen();
+    if (!this.migrationSources.has(uuid)) return;
+    await this.wait(this.settings.migrateDelayMs ?? 0);
+    this.migrationSources.delete(uuid);
+  }
+
+  async revertMigration(uuid: string): Promise<void> {
+    this.assertOpen();
+    if (!this.instances.has(uuid)) return;
+    await this.wait(this.settings.migrateDelayMs ?? 0);
+    this.instances.delete(uuid);
+  }
+
+  async finishRevertMigration(uuid: string, powerOn: boolean): Promise<PowerStateValue> {
+    this.assertOpen();
+    const source = this.migrationSources.get(uuid);
+    if (!source) {
+      const instance = this.instances.get(uuid);
+      if (instance) return instance.powerState; // done already
+      throw new NotFound(`Fake driver has no migration source copy of instance ${uuid}`);
+    }
+    await this.wait(this.settings.migrateDelayMs ?? 0);
+    // On the same host the destination copy was removed first (revertMigration); a leftover is replaced.
+    this.migrationSources.delete(uuid);
+    source.powerState = powerOn ? PowerState.RUNNING : PowerState.SHUTDOWN;
+    source.console.push(powerOn ? 'reverted: booted' : 'reverted');
+    this.instances.set(uuid, source);
+    return source.powerState;
+  }
+
+  /** Test hook: whether this host holds a moved-away (source) copy of the instance. */
+  hasMigrationSource(uuid: string): boolean {
+    return this.migrationSources.has(uuid);
   }
 
   async powerState(uuid: string): Promise<PowerStateValue | null> {
