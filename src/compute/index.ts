@@ -23,6 +23,7 @@ import { ServerGroupService } from './server-groups.js';
 import { AggregateService } from './aggregates.js';
 import { ServerService } from './servers.js';
 import { ServerActions } from './lifecycle.js';
+import { ServerMoves } from './moves.js';
 import { Conductor } from './conductor/index.js';
 import { createScheduler, type Scheduler } from './scheduler/index.js';
 
@@ -49,6 +50,8 @@ export interface ComputeServices {
   migrations: MigrationStore;
   servers: ServerService;
   lifecycle: ServerActions;
+  /** Live migration, its abort and force-complete, evacuation. */
+  moves: ServerMoves;
   scheduler: Scheduler;
   conductor: Conductor;
   /** [api] enable_instance_password: generate an adminPass when the request gives none. */
@@ -77,10 +80,12 @@ export async function createCompute(options: ComputeDeps & { policy: PolicyEngin
   const flavors = new FlavorService(options);
   const keypairs = new KeypairService({ ...options, quotas });
   const scheduler = createScheduler({ config, database, placement: options.placement, logger: options.logger.child('scheduler') });
-  const conductor = new Conductor({ ...options, logger: options.logger.child('conductor'), instances, actions, hosts, aggregates, serverGroups, scheduler });
+  const conductor = new Conductor({ ...options, logger: options.logger.child('conductor'), instances, actions, hosts, aggregates, serverGroups, scheduler, migrations });
   const servers = new ServerService({ config, database, instances, actions, flavors, keypairs, quotas, serverGroups, aggregates, hosts, images: options.images, conductor });
   const lifecycle = new ServerActions({ database, bus: options.bus, instances, actions, hosts, conductor, rpcTimeoutMs: config.getInt('DEFAULT', 'rpc_response_timeout', 60) * 1000 });
+  const moves = new ServerMoves({ database, bus: options.bus, instances, actions, hosts, migrations, lifecycle, rpcTimeoutMs: config.getInt('DEFAULT', 'rpc_response_timeout', 60) * 1000 });
   const services: ComputeServices = {
+    moves,
     hosts, flavors, keypairs, quotas, serverGroups, aggregates, instances, actions, migrations, servers, lifecycle, scheduler, conductor,
     enablePasswordGeneration: config.getBool('api', 'enable_instance_password', true),
   };

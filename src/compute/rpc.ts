@@ -3,7 +3,7 @@
 // conductor tells them what to run.
 import type { Bus } from '../bus/types.js';
 import type { FlavorSize } from './flavors.js';
-import type { PowerOperation } from './virt/driver.js';
+import type { LiveMigrationJob, PowerOperation } from './virt/driver.js';
 
 /** The topic the conductor serves; every controller process serves it, calls are shared between them. */
 export const CONDUCTOR_TOPIC = 'conductor';
@@ -85,6 +85,19 @@ export interface ComputeAgentRpc {
   triggerCrashDump(args: { uuid: string }): Promise<void>;
   /** The host's uptime line, as uptime(1) prints it (os-hypervisors/{id}/uptime). */
   getHostUptime(args: Record<string, never>): Promise<{ uptime: string }>;
+  // Live migration (VirtDriver's steps; the conductor drives them, see virt/driver.ts).
+  /** Destination: Nova's pre_live_migration. */
+  preLiveMigration(args: { instance: InstanceSpec; sourceHost: string }): Promise<void>;
+  /** Source: starts the transfer; returns once it runs. */
+  liveMigration(args: { uuid: string; destHost: string; blockMigration: boolean; migrationUuid: string }): Promise<void>;
+  /** Source: the job's state and progress, null when there is none. */
+  liveMigrationJob(args: { uuid: string }): Promise<{ job: LiveMigrationJob | null }>;
+  abortLiveMigration(args: { uuid: string }): Promise<void>;
+  forceCompleteLiveMigration(args: { uuid: string }): Promise<void>;
+  /** Destination: Nova's post_live_migration_at_destination; resolves with the power state reached. */
+  postLiveMigrationAtDestination(args: { uuid: string; powerState: PowerStateValue }): Promise<{ powerState: PowerStateValue }>;
+  /** Destination: Nova's rollback_live_migration_at_destination. */
+  rollbackLiveMigrationAtDestination(args: { uuid: string }): Promise<void>;
 }
 
 /** A typed client for an agent's RPC methods. */
@@ -100,6 +113,13 @@ export function agentClient(bus: Bus, host: string, timeoutMs: number): ComputeA
     setAdminPassword: call('setAdminPassword'),
     triggerCrashDump: call('triggerCrashDump'),
     getHostUptime: call('getHostUptime'),
+    preLiveMigration: call('preLiveMigration'),
+    liveMigration: call('liveMigration'),
+    liveMigrationJob: call('liveMigrationJob'),
+    abortLiveMigration: call('abortLiveMigration'),
+    forceCompleteLiveMigration: call('forceCompleteLiveMigration'),
+    postLiveMigrationAtDestination: call('postLiveMigrationAtDestination'),
+    rollbackLiveMigrationAtDestination: call('rollbackLiveMigrationAtDestination'),
   };
 }
 

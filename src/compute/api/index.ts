@@ -15,6 +15,7 @@ import { keypairRoutes } from './keypairs.js';
 import { quotaRoutes } from './quotas.js';
 import { serverGroupRoutes } from './server-groups.js';
 import { aggregateRoutes } from './aggregates.js';
+import { serverMigrationRoutes } from './live-migration.js';
 
 export const MIN_MICROVERSION = '2.1';
 export const MAX_MICROVERSION = '2.79';
@@ -42,6 +43,7 @@ async function resources(app: FastifyInstance, deps: ComputeApiDeps): Promise<vo
   quotaRoutes(app, deps);
   serverGroupRoutes(app, deps);
   aggregateRoutes(app, deps);
+  serverMigrationRoutes(app, deps);
 }
 
 export function computeApi(deps: ComputeApiDeps & { tokens: TokenValidator }) {

@@ -3,6 +3,7 @@ import type { Logger } from '../../core/log.js';
 import type { PlacementService } from '../../placement/service.js';
 import type { InstanceActionStore } from '../actions.js';
 import type { Instance, InstanceStore } from '../instances.js';
+import type { MigrationStore } from '../migrations.js';
 import type { ComputeAgentRpc } from '../rpc.js';
 import type { RequestSpec } from '../scheduler/types.js';
 import type { Scheduler } from '../scheduler/index.js';
@@ -32,4 +33,8 @@ export interface ConductorContext {
   /** Leaves the server group the instance is a member of, if any. */
   leaveServerGroup(instanceId: string): Promise<void>;
   notify(eventType: string, instance: Instance, priority?: 'INFO' | 'WARN' | 'ERROR'): Promise<void>;
+  /** Migration records (live migration, evacuation): their status is the workflows' checkpoint. */
+  migrations: MigrationStore;
+  /** How often a running live migration's progress is read from the source host (ms). */
+  liveMigrationPollMs: number;
 }

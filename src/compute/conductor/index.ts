@@ -16,6 +16,9 @@ import { buildWorkflow, type BuildData } from './build.js';
 import type { ConductorContext } from './context.js';
 import { deleteWorkflow } from './delete.js';
 import { powerWorkflow } from './power.js';
+import { liveMigrateWorkflow } from './live-migrate.js';
+import { evacuateWorkflow } from './evacuate.js';
+import type { MigrationStore } from '../migrations.js';
 import { hostHandlers } from './host-handlers.js';
 import { WorkflowRunner, WorkflowStore, type Workflow } from './workflows.js';
 
@@ -26,6 +29,7 @@ export interface ConductorDeps extends ComputeDeps {
   aggregates: AggregateService;
   serverGroups: ServerGroupService;
   scheduler: Scheduler;
+  migrations: MigrationStore;
 }
 
 export class Conductor {
@@ -67,10 +71,14 @@ export class Conductor {
       },
       leaveServerGroup: (instanceId) => deps.serverGroups.removeMember(instanceId),
       notify: (eventType, instance, priority = 'INFO') => deps.bus.notify(eventType, instancePayload(instance), { publisherId: `compute.${this.host}`, priority }).catch(() => undefined),
+      migrations: deps.migrations,
+      liveMigrationPollMs: Math.max(10, config.getInt('conductor', 'live_migration_poll_interval_ms', 100)),
     };
     this.runner.register('build', buildWorkflow(this.context));
     this.runner.register('delete', deleteWorkflow(this.context));
     this.runner.register('power', powerWorkflow(this.context));
+    this.runner.register('live-migrate', liveMigrateWorkflow(this.context));
+    this.runner.register('evacuate', evacuateWorkflow(this.context));
   }
 
   /** Serves the conductor topic, registers this conductor's services, and resumes orphaned workflows. */
@@ -127,7 +135,13 @@ export class Conductor {
   private async reconcileHost(host: string): Promise<void> {
     const agent = this.context.agent(host);
     const { uuids } = await agent.listInstances({});
-    if (uuids.length === 0) return;
+    // Evacuations away from this host are over once its copies are gone (Nova's _destroy_evacuated_instances).
+    const evacuated = await this.deps.migrations.list({ sourceCompute: host, migrationType: 'evacuation', status: ['done'] });
+    const finishEvacuations = () => Promise.all(evacuated.map((m) => this.deps.migrations.updateIf(m.id, ['done'], { status: 'completed' })));
+    if (uuids.length === 0) {
+      await finishEvacuations();
+      return;
+    }
     const live = new Set((await this.deps.instances.list({ host, ids: uuids })).map((i) => i.id));
     for (const uuid of uuids) {
       if (live.has(uuid)) continue;
@@ -135,6 +149,7 @@ export class Conductor {
       this.deps.logger.info(`destroying ${uuid} on ${host}: it is deleted or lives elsewhere`);
       await agent.destroyInstance({ uuid }).catch(() => undefined);
     }
+    await finishEvacuations();
   }
 
   async close(): Promise<void> {
