@@ -16,6 +16,7 @@ import { quotaRoutes } from './quotas.js';
 import { serverGroupRoutes } from './server-groups.js';
 import { aggregateRoutes } from './aggregates.js';
 import { serverMigrationRoutes } from './live-migration.js';
+import { osMigrationRoutes } from './os-migrations.js';
 
 export const MIN_MICROVERSION = '2.1';
 export const MAX_MICROVERSION = '2.79';
@@ -44,6 +45,7 @@ async function resources(app: FastifyInstance, deps: ComputeApiDeps): Promise<vo
   serverGroupRoutes(app, deps);
   aggregateRoutes(app, deps);
   serverMigrationRoutes(app, deps);
+  osMigrationRoutes(app, deps);
 }
 
 export function computeApi(deps: ComputeApiDeps & { tokens: TokenValidator }) {
