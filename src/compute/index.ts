@@ -29,6 +29,7 @@ import { ServerPasswordStore } from './server-passwords.js';
 import { ImageActions } from './shelve.js';
 import { SystemMetadataStore } from './system-metadata.js';
 import { ResizeService } from './resize.js';
+import { ServerMoves } from './moves.js';
 import { Conductor } from './conductor/index.js';
 import { createScheduler, type Scheduler } from './scheduler/index.js';
 
@@ -57,6 +58,8 @@ export interface ComputeServices {
   lifecycle: ServerActions;
   /** shelve/unshelve, createImage, createBackup, rescue/unrescue, rebuild. */
   imageActions: ImageActions;
+  /** Live migration, its abort and force-complete, evacuation. */
+  moves: ServerMoves;
   scheduler: Scheduler;
   conductor: Conductor;
   /** Deferred delete ([DEFAULT] reclaim_instance_interval): DELETE, restore, forceDelete. */
@@ -96,6 +99,7 @@ export async function createCompute(options: ComputeDeps & { policy: PolicyEngin
   const conductor = new Conductor({ ...options, logger: options.logger.child('conductor'), instances, actions, hosts, aggregates, serverGroups, scheduler, migrations });
   const servers = new ServerService({ config, database, instances, actions, flavors, keypairs, quotas, serverGroups, aggregates, hosts, images: options.images, conductor });
   const lifecycle = new ServerActions({ database, bus: options.bus, instances, actions, hosts, conductor, rpcTimeoutMs: config.getInt('DEFAULT', 'rpc_response_timeout', 60) * 1000 });
+  const moves = new ServerMoves({ database, bus: options.bus, instances, actions, hosts, migrations, lifecycle, rpcTimeoutMs: config.getInt('DEFAULT', 'rpc_response_timeout', 60) * 1000 });
   const imageActions = new ImageActions({
     instances, lifecycle, images: options.images, quotas, keypairs, aggregates, systemMetadata: new SystemMetadataStore(database),
     internalZone: config.get('DEFAULT', 'internal_service_availability_zone', 'internal'),
@@ -106,7 +110,7 @@ export async function createCompute(options: ComputeDeps & { policy: PolicyEngin
   const serverPasswords = new ServerPasswordStore(database);
   const services: ComputeServices = {
     hosts, flavors, keypairs, quotas, serverGroups, aggregates, instances, actions, migrations, servers, lifecycle, imageActions, scheduler, conductor,
-    softDeletes, consoles, serverPasswords,
+    softDeletes, consoles, serverPasswords, moves,
     enablePasswordGeneration: config.getBool('api', 'enable_instance_password', true),
     resize: new ResizeService({ config, database, instances, actions, migrations, flavors, quotas, hosts, lifecycle, conductor }),
   };

@@ -98,6 +98,7 @@ export function serverStatus(vmState: string, taskState: string | null): string 
       updating_password: 'PASSWORD', resize_prep: 'RESIZE', resize_migrating: 'RESIZE', resize_migrated: 'RESIZE',
       resize_finish: 'RESIZE', migrating: 'MIGRATING',
     },
+    paused: { migrating: 'MIGRATING' },
     stopped: {
       resize_prep: 'RESIZE', resize_migrating: 'RESIZE', resize_migrated: 'RESIZE', resize_finish: 'RESIZE',
       rebuilding: 'REBUILD', rebuild_block_device_mapping: 'REBUILD', rebuild_spawning: 'REBUILD',

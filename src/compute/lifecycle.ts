@@ -164,6 +164,29 @@ export class ServerActions {
       () => this.agent(host).triggerCrashDump({ uuid: instance.id }).catch(this.unavailable(instance)));
   }
 
+  /**
+   * startTask for a workflow whose data is built inside the same transaction (a migration record created with
+   * it, so a crash leaves neither without the other). Resolves with the data once the workflow is launched.
+   */
+  async startTaskWith<Data>(caller: Caller, instance: Instance, spec: StateRule & { apiName: string; action: string; taskState: string },
+    kind: string, build: (actionId: string, trx: Kysely<any>) => Promise<Data>): Promise<Data> {
+    this.checkLock(caller, instance);
+    this.checkState(instance, spec, spec.apiName);
+    const { created, data } = await transaction(this.deps.database, async (trx) => {
+      const moved = await this.deps.instances.updateIf(instance.id, { vmState: spec.vmStates, taskState: spec.taskStates ?? [null] }, { taskState: spec.taskState }, trx);
+      if (!moved) {
+        const now = await this.deps.instances.get(instance.id, trx);
+        this.checkState(now, spec, spec.apiName);
+        throw new Conflict(`Cannot '${spec.apiName}' instance ${instance.id}: another action changed it meanwhile`);
+      }
+      const action = await this.deps.actions.start(instance.id, spec.action, caller, trx);
+      const data = await build(action.id, trx);
+      return { created: await this.deps.conductor.createWorkflow(kind, instance.id, data, trx), data };
+    });
+    this.deps.conductor.launch(created);
+    return data;
+  }
+
   private hostOf(instance: Instance): string {
     if (!instance.host) throw new Conflict(`Instance ${instance.id} is not ready`);
     return instance.host;

@@ -108,6 +108,14 @@ export class MigrationStore {
     return this.get(id, trx);
   }
 
+  /** Changes the record only while its status is one of `statuses` (two actors racing, e.g. an abort and the workflow); false when it was not. */
+  async updateIf(id: number, statuses: string[], changes: MigrationChanges, trx?: Kysely<any>): Promise<boolean> {
+    const set: Record<string, unknown> = { updated_at: new Date().toISOString() };
+    for (const [key, value] of Object.entries(changes)) set[COLUMN_OF[key]] = value;
+    const result = await (trx ?? this.database.db).updateTable('compute_instance_migrations').set(set).where('id', '=', id).where('status', 'in', statuses).executeTakeFirst();
+    return Number(result.numUpdatedRows) > 0;
+  }
+
   /** Newest first, as os-migrations lists them. */
   async list(filters: MigrationFilters = {}): Promise<Migration[]> {
     let query = this.database.db.selectFrom('compute_instance_migrations').selectAll();
@@ -122,14 +130,6 @@ export class MigrationStore {
     if (filters.changesBefore !== undefined) query = query.where('updated_at', '<=', filters.changesBefore);
     const rows = await query.orderBy('created_at', 'desc').orderBy('id', 'desc').execute();
     return rows.map(migrationOf);
-  }
-
-  /** Changes the record only while its status is one of `expected` (two actions racing on one move: one wins). */
-  async updateIf(id: number, expected: string[], changes: MigrationChanges, trx?: Kysely<any>): Promise<boolean> {
-    const set: Record<string, unknown> = { updated_at: new Date().toISOString() };
-    for (const [key, value] of Object.entries(changes)) set[COLUMN_OF[key]] = value;
-    const result = await (trx ?? this.database.db).updateTable('compute_instance_migrations').set(set).where('id', '=', id).where('status', 'in', expected).executeTakeFirst();
-    return Number(result.numUpdatedRows) > 0;
   }
 }
 

@@ -3,7 +3,7 @@
 // conductor tells them what to run.
 import type { Bus } from '../bus/types.js';
 import type { FlavorSize } from './flavors.js';
-import type { PowerOperation, VncConsole } from './virt/driver.js';
+import type { LiveMigrationJob, PowerOperation, VncConsole } from './virt/driver.js';
 
 /** The topic the conductor serves; every controller process serves it, calls are shared between them. */
 export const CONDUCTOR_TOPIC = 'conductor';
@@ -109,6 +109,19 @@ export interface ComputeAgentRpc {
   revertMigration(args: { uuid: string }): Promise<void>;
   /** Source, on revert: the held copy is the instance again, powered as before. */
   finishRevertMigration(args: { uuid: string; powerOn: boolean }): Promise<{ powerState: PowerStateValue }>;
+  // Live migration (VirtDriver's steps; the conductor drives them, see virt/driver.ts).
+  /** Destination: Nova's pre_live_migration. */
+  preLiveMigration(args: { instance: InstanceSpec; sourceHost: string }): Promise<void>;
+  /** Source: starts the transfer; returns once it runs. */
+  liveMigration(args: { uuid: string; destHost: string; blockMigration: boolean; migrationUuid: string }): Promise<void>;
+  /** Source: the job's state and progress, null when there is none. */
+  liveMigrationJob(args: { uuid: string }): Promise<{ job: LiveMigrationJob | null }>;
+  abortLiveMigration(args: { uuid: string }): Promise<void>;
+  forceCompleteLiveMigration(args: { uuid: string }): Promise<void>;
+  /** Destination: Nova's post_live_migration_at_destination; resolves with the power state reached. */
+  postLiveMigrationAtDestination(args: { uuid: string; powerState: PowerStateValue }): Promise<{ powerState: PowerStateValue }>;
+  /** Destination: Nova's rollback_live_migration_at_destination. */
+  rollbackLiveMigrationAtDestination(args: { uuid: string }): Promise<void>;
 }
 
 /** A typed client for an agent's RPC methods. */
@@ -134,6 +147,13 @@ export function agentClient(bus: Bus, host: string, timeoutMs: number): ComputeA
     confirmMigration: call('confirmMigration'),
     revertMigration: call('revertMigration'),
     finishRevertMigration: call('finishRevertMigration'),
+    preLiveMigration: call('preLiveMigration'),
+    liveMigration: call('liveMigration'),
+    liveMigrationJob: call('liveMigrationJob'),
+    abortLiveMigration: call('abortLiveMigration'),
+    forceCompleteLiveMigration: call('forceCompleteLiveMigration'),
+    postLiveMigrationAtDestination: call('postLiveMigrationAtDestination'),
+    rollbackLiveMigrationAtDestination: call('rollbackLiveMigrationAtDestination'),
   };
 }
 

@@ -301,6 +301,34 @@ export function agentHandlers(driver: VirtDriver): Record<keyof ComputeAgentRpc,
       if (typeof uuid !== 'string') throw new BadRequest('finishRevertMigration needs a uuid');
       return { powerState: await driver.finishRevertMigration(uuid, powerOn !== false) };
     },
+    preLiveMigration: async ({ instance, sourceHost }: { instance: InstanceSpec; sourceHost: string }) => {
+      if (!instance || typeof instance.uuid !== 'string' || typeof sourceHost !== 'string') throw new BadRequest('preLiveMigration needs an instance and a source host');
+      await driver.prepareIncomingMigration(instance, sourceHost);
+    },
+    liveMigration: async ({ uuid, destHost, blockMigration, migrationUuid }: { uuid: string; destHost: string; blockMigration: boolean; migrationUuid: string }) => {
+      if (typeof uuid !== 'string' || typeof destHost !== 'string' || typeof migrationUuid !== 'string') throw new BadRequest('liveMigration needs a uuid, a destination host and a migration uuid');
+      await driver.liveMigrate(uuid, destHost, { blockMigration: blockMigration === true, migrationUuid });
+    },
+    liveMigrationJob: async ({ uuid }: { uuid: string }) => {
+      if (typeof uuid !== 'string') throw new BadRequest('liveMigrationJob needs a uuid');
+      return { job: await driver.liveMigrationJob(uuid) };
+    },
+    abortLiveMigration: async ({ uuid }: { uuid: string }) => {
+      if (typeof uuid !== 'string') throw new BadRequest('abortLiveMigration needs a uuid');
+      await driver.abortLiveMigration(uuid);
+    },
+    forceCompleteLiveMigration: async ({ uuid }: { uuid: string }) => {
+      if (typeof uuid !== 'string') throw new BadRequest('forceCompleteLiveMigration needs a uuid');
+      await driver.forceCompleteLiveMigration(uuid);
+    },
+    postLiveMigrationAtDestination: async ({ uuid, powerState }: { uuid: string; powerState: PowerStateValue }) => {
+      if (typeof uuid !== 'string' || typeof powerState !== 'number') throw new BadRequest('postLiveMigrationAtDestination needs a uuid and a power state');
+      return { powerState: await driver.finishIncomingMigration(uuid, powerState) };
+    },
+    rollbackLiveMigrationAtDestination: async ({ uuid }: { uuid: string }) => {
+      if (typeof uuid !== 'string') throw new BadRequest('rollbackLiveMigrationAtDestination needs a uuid');
+      await driver.rollbackIncomingMigration(uuid);
+    },
   };
   return rpc;
 }

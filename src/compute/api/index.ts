@@ -19,6 +19,7 @@ import { aggregateRoutes } from './aggregates.js';
 import { extraRoutes } from './extras.js';
 import './resize-actions.js';
 import { migrationRoutes } from './migrations.js';
+import { serverMigrationRoutes } from './live-migration.js';
 
 export const MIN_MICROVERSION = '2.1';
 export const MAX_MICROVERSION = '2.79';
@@ -49,6 +50,7 @@ async function resources(app: FastifyInstance, deps: ComputeApiDeps): Promise<vo
   aggregateRoutes(app, deps);
   extraRoutes(app, deps);
   migrationRoutes(app, deps);
+  serverMigrationRoutes(app, deps);
 }
 
 export function computeApi(deps: ComputeApiDeps & { tokens: TokenValidator }) {

@@ -188,7 +188,8 @@ function sizeOf(flavor: FlavorSize): FlavorSize {
   return { id, name, vcpus, memoryMb, rootGb, ephemeralGb, swapMb, extraSpecs };
 }
 
-async function specOf(ctx: ConductorContext, instance: Instance): Promise<InstanceSpec> {
+/** What an agent gets to build (or receive) the instance. */
+export async function specOf(ctx: ConductorContext, instance: Instance): Promise<InstanceSpec> {
   const properties = instance.imageRef ? await ctx.imageProperties(instance.imageRef) : null;
   return {
     uuid: instance.id,

@@ -3,8 +3,8 @@ import type { Logger } from '../../core/log.js';
 import type { ImageService } from '../../image/service.js';
 import type { PlacementService } from '../../placement/service.js';
 import type { InstanceActionStore } from '../actions.js';
-import type { MigrationStore } from '../migrations.js';
 import type { Instance, InstanceStore } from '../instances.js';
+import type { MigrationStore } from '../migrations.js';
 import type { ComputeAgentRpc } from '../rpc.js';
 import type { RequestSpec } from '../scheduler/types.js';
 import type { Scheduler } from '../scheduler/index.js';
@@ -45,4 +45,6 @@ export interface ConductorContext {
   migrations: MigrationStore;
   /** The host_ip a compute host reported (a migration's dest_host), null when unknown. */
   hostIp(host: string): Promise<string | null>;
+  /** How often a running live migration's progress is read from the source host (ms). */
+  liveMigrationPollMs: number;
 }

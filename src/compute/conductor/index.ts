@@ -20,6 +20,8 @@ import { reclaimQueuedDeletes } from './reclaim.js';
 import { confirmResizeWorkflow, conductorRequestId, resizeWorkflow, revertResizeWorkflow, type ConfirmResizeData } from './resize.js';
 import type { MigrationStore } from '../migrations.js';
 import { transaction } from '../../db/index.js';
+import { liveMigrateWorkflow } from './live-migrate.js';
+import { evacuateWorkflow } from './evacuate.js';
 import { hostHandlers } from './host-handlers.js';
 import { registerImageWorkflows, shelvedOffloadPoller } from './shelve.js';
 import { SystemMetadataStore } from '../system-metadata.js';
@@ -82,6 +84,7 @@ export class Conductor {
       shelvedOffloadTimeSeconds: config.getInt('DEFAULT', 'shelved_offload_time', 0),
       migrations: deps.migrations,
       hostIp: async (host) => (await deps.hosts.listNodes()).find((n) => n.host === host)?.hostIp ?? null,
+      liveMigrationPollMs: Math.max(10, config.getInt('conductor', 'live_migration_poll_interval_ms', 100)),
     };
     this.runner.register('build', buildWorkflow(this.context));
     this.runner.register('delete', deleteWorkflow(this.context));
@@ -90,6 +93,8 @@ export class Conductor {
     this.runner.register('resize', resizeWorkflow(this.context));
     this.runner.register('confirm-resize', confirmResizeWorkflow(this.context));
     this.runner.register('revert-resize', revertResizeWorkflow(this.context));
+    this.runner.register('live-migrate', liveMigrateWorkflow(this.context));
+    this.runner.register('evacuate', evacuateWorkflow(this.context));
   }
 
   /** Serves the conductor topic, registers this conductor's services, and resumes orphaned workflows. */
@@ -204,7 +209,13 @@ export class Conductor {
   private async reconcileHost(host: string): Promise<void> {
     const agent = this.context.agent(host);
     const { uuids } = await agent.listInstances({});
-    if (uuids.length === 0) return;
+    // Evacuations away from this host are over once its copies are gone (Nova's _destroy_evacuated_instances).
+    const evacuated = await this.deps.migrations.list({ sourceCompute: host, migrationType: 'evacuation', status: ['done'] });
+    const finishEvacuations = () => Promise.all(evacuated.map((m) => this.deps.migrations.updateIf(m.id, ['done'], { status: 'completed' })));
+    if (uuids.length === 0) {
+      await finishEvacuations();
+      return;
+    }
     const live = new Set((await this.deps.instances.list({ host, ids: uuids })).map((i) => i.id));
     for (const uuid of uuids) {
       if (live.has(uuid)) continue;
@@ -212,6 +223,7 @@ export class Conductor {
       this.deps.logger.info(`destroying ${uuid} on ${host}: it is deleted or lives elsewhere`);
       await agent.destroyInstance({ uuid }).catch(() => undefined);
     }
+    await finishEvacuations();
   }
 
   async close(): Promise<void> {

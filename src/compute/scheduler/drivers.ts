@@ -159,8 +159,15 @@ abstract class BaseDriver implements SchedulerDriver {
     return { passed: list, removed };
   }
 
-  private async placementQuery(spec: RequestSpec): Promise<{ query: CandidateQuery; notes: string[]; forcedNodes?: Set<string> }> {
+  private async placementQuery(spec: RequestSpec): Promise<{ query: CandidateQuery; notes: string[]; forcedNodes?: Set<string>; onlyNodes?: Set<string> }> {
     const notes: string[] = [];
+    if (spec.requestedDestination && !spec.requestedHost && !spec.requestedNode) {
+      const nodes = await this.hostManager.findNodes(spec.requestedDestination, undefined);
+      if (nodes.length === 0) throw new NoValidHost(`The requested destination (host ${spec.requestedDestination}) is not a compute node.`);
+      notes.push(`on host ${spec.requestedDestination}`);
+      const query = buildCandidateQuery(spec, { inTree: nodes.length === 1 ? nodes[0].providerUuid : undefined });
+      return { query, notes, onlyNodes: new Set(nodes.map((n) => n.providerUuid)) };
+    }
     if (spec.requestedHost || spec.requestedNode) {
       const where = [spec.requestedHost && `host ${spec.requestedHost}`, spec.requestedNode && `node ${spec.requestedNode}`].filter(Boolean).join(', ');
       const nodes = await this.hostManager.findNodes(spec.requestedHost, spec.requestedNode);
@@ -185,7 +192,7 @@ abstract class BaseDriver implements SchedulerDriver {
 
   async selectDestinations(input: RequestSpec): Promise<Selection[]> {
     if (input.instanceUuids.length === 0) return [];
-    const { query, notes, forcedNodes } = await this.placementQuery(input);
+    const { query, notes, forcedNodes, onlyNodes } = await this.placementQuery(input);
     const candidates = await this.deps.placement.getAllocationCandidates(query);
     if (candidates.allocation_requests.length === 0) {
       throw new NoValidHost(`There are not enough hosts available: Placement found no host with ${describeQuery(query, notes)}.`);
@@ -193,7 +200,8 @@ abstract class BaseDriver implements SchedulerDriver {
     // A Map: the summaries object has a key per provider, slow to index with uuids read from the database.
     const summaries = new Map(Object.entries(candidates.provider_summaries));
     const byRoot = requestsByRoot(candidates, summaries);
-    const hosts = (await this.hostStates(input, byRoot)).filter((h) => !forcedNodes || forcedNodes.has(h.providerUuid));
+    const restrict = forcedNodes ?? onlyNodes;
+    const hosts = (await this.hostStates(input, byRoot)).filter((h) => !restrict || restrict.has(h.providerUuid));
     for (const h of hosts) {
       const summary = summaries.get(h.providerUuid);
       if (summary) applyProviderSummary(h, summary);

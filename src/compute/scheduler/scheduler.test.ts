@@ -143,7 +143,8 @@ describe('scheduler end to end (SQLite, real Placement)', () => {
     assert.deepEqual([by.a.service.up, by.a.service.disabled, by.b.service.up, by.b.service.disabled], [true, false, true, false]);
 
     await db.updateTable('compute_services').set({ disabled: 1, disabled_reason: 'maintenance' }).where('host', '=', 'b').execute();
-    await db.updateTable('compute_nodes').set({ traits: '["CUSTOM_NEW"]', updated_at: new Date(nowMs + 1).toISOString() }).where('host', '=', 'a').execute();
+    // Later than the row's own updated_at (written with the real clock by addHost), however slow the machine.
+    await db.updateTable('compute_nodes').set({ traits: '["CUSTOM_NEW"]', updated_at: new Date(Date.now() + 1000).toISOString() }).where('host', '=', 'a').execute();
     await db.updateTable('compute_nodes').set({ failed_builds: 3 }).where('host', '=', 'a').execute();
     await cloud.addAggregate(['a'], { availability_zone: 'az9' });
     by = await read();

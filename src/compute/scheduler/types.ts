@@ -36,6 +36,8 @@ export interface RequestSpec {
   /** Admin `zone:host[:node]`: the host (and node) to use; filters are not run for a forced destination (as in Nova). */
   requestedHost?: string;
   requestedNode?: string;
+  /** A host the request must land on, checked by the filters (Nova's requested_destination: a live migration or evacuation to a given, not forced, host). */
+  requestedDestination?: string;
   /** same_host, different_host, group, ... (a single value or a list). */
   schedulerHints: Record<string, string | string[]>;
   group?: ServerGroupSpec;

@@ -55,6 +55,23 @@ export interface DiskSnapshot {
   containerFormat: string;
 }
 
+/** Where a live migration job on the source host is (Nova's libvirt job info, reduced). */
+export interface LiveMigrationJob {
+  status: 'running' | 'completed' | 'failed' | 'cancelled';
+  /** The migration record the job carries out (so a resumed conductor does not mistake an older job for it). */
+  migrationUuid: string;
+  /** The host the instance goes to. */
+  destHost: string;
+  memoryTotal: number;
+  memoryProcessed: number;
+  memoryRemaining: number;
+  diskTotal: number;
+  diskProcessed: number;
+  diskRemaining: number;
+  /** Why it failed, when it did. */
+  error?: string;
+}
+
 export interface VirtDriver {
   readonly name: string;
   readonly capabilities: DriverCapabilities;
@@ -108,6 +125,28 @@ export interface VirtDriver {
    * `preserveEphemeral` keeps the ephemeral disk. An instance the driver does not have is spawned.
    */
   rebuild(instance: InstanceSpec, options: { preserveEphemeral: boolean }): Promise<PowerStateValue>;
+
+  // ---- live migration (capability supportsLiveMigration) ----
+  // The conductor drives the steps: prepareIncomingMigration on the destination (Nova's
+  // pre_live_migration), liveMigrate on the source (starts the transfer and returns), then it
+  // polls liveMigrationJob on the source. When the job completed, the source has dropped the
+  // instance and finishIncomingMigration makes the destination run it; when it failed or was
+  // cancelled, the source still runs it unchanged and rollbackIncomingMigration removes what
+  // the destination prepared. Every step may be repeated (a resumed workflow).
+  /** Destination: makes ready to receive the instance (paused, not running). Repeating it is a no-op. */
+  prepareIncomingMigration(instance: InstanceSpec, sourceHost: string): Promise<void>;
+  /** Source: starts transferring the instance to destHost; resolves once the job runs. Conflict when one runs already. */
+  liveMigrate(uuid: string, destHost: string, options: { blockMigration: boolean; migrationUuid: string }): Promise<void>;
+  /** Source: the instance's migration job (the last one, also once it ended), or null when there is none. */
+  liveMigrationJob(uuid: string): Promise<LiveMigrationJob | null>;
+  /** Source: cancels a running job; the instance keeps running here. Conflict when no job runs. */
+  abortLiveMigration(uuid: string): Promise<void>;
+  /** Source: finishes a running job now (pauses the guest so the last memory goes at once). Conflict when no job runs. */
+  forceCompleteLiveMigration(uuid: string): Promise<void>;
+  /** Destination: the transfer completed; run the instance in the given power state. NotFound when nothing was prepared or received. */
+  finishIncomingMigration(uuid: string, powerState: PowerStateValue): Promise<PowerStateValue>;
+  /** Destination: forgets what prepareIncomingMigration made (succeeds when there is nothing). Never removes a running instance. */
+  rollbackIncomingMigration(uuid: string): Promise<void>;
   /** Stops whatever the driver runs in this process (not the instances, which outlive the agent where they can). */
   close(): Promise<void>;
 

@@ -12,10 +12,12 @@
 // spawn (or rebuild), plus a line per change made to it (a password set, test writes). A
 // snapshot returns exactly those bytes; a rescue boots another image with that disk untouched.
 //   [fake_driver] migrate_delay_ms (0)                             how long each step of a resize/cold migration takes
+//   [fake_driver] live_migration_duration_ms (0)                   how long a live migration's transfer takes
+//   [fake_driver] live_migration_fails (false)                     live migrations from this host fail at the end of the transfer
 import type { Config } from '../../core/config.js';
 import { BadRequest, Conflict, InternalError, NotFound, ServiceUnavailable } from '../../core/errors.js';
 import { PowerState, type InstanceSpec, type PowerStateValue } from '../rpc.js';
-import type { DiskSnapshot, DriverCapabilities, HostResources, PowerOperation, VirtDriver, VncConsole } from './driver.js';
+import type { DiskSnapshot, DriverCapabilities, HostResources, LiveMigrationJob, PowerOperation, VirtDriver, VncConsole } from './driver.js';
 
 export const FAKE_HYPERVISOR_TYPE = 'fake';
 export const FAKE_HYPERVISOR_VERSION = 1000;
@@ -51,6 +53,10 @@ export interface FakeDriverSettings {
   failRebuildNamePattern: RegExp | null;
   /** How long each resize/migration step takes on a host ([fake_driver] migrate_delay_ms). */
   migrateDelayMs?: number;
+  /** How long a live migration's transfer takes ([fake_driver] live_migration_duration_ms). */
+  liveMigrationDurationMs: number;
+  /** Live migrations from this host fail when the transfer ends ([fake_driver] live_migration_fails). */
+  liveMigrationFails: boolean;
 }
 
 /** Reads and checks the [fake_driver] options; a bad value is a BadRequest naming the option. */
@@ -88,6 +94,8 @@ export function fakeDriverSettings(config: Config): FakeDriverSettings {
     failSpawnNamePattern,
     snapshotDelayMs: delay('snapshot_delay_ms'),
     migrateDelayMs: delay('migrate_delay_ms'),
+    liveMigrationDurationMs: delay('live_migration_duration_ms'),
+    liveMigrationFails: config.getBool('fake_driver', 'live_migration_fails', false),
     failSnapshotNamePattern: regex('fail_snapshot_name_pattern'),
     failRescueNamePattern: regex('fail_rescue_name_pattern'),
     failRebuildNamePattern: regex('fail_rebuild_name_pattern'),
@@ -101,6 +109,9 @@ interface FakeInstance {
   adminPassword?: string;
   /** The flavor's root disk size, so a resize can refuse to shrink it. */
   rootGb?: number;
+  /** The flavor's memory and root disk, the sizes a live migration transfers. */
+  memoryMb: number;
+  diskGb: number;
   /** The display of the instance's (pretend) VNC server, 5900 + n, as QEMU's -vnc :n would. */
   vncPort: number;
   /** The root disk's content, line by line (what a snapshot returns). */
@@ -113,6 +124,11 @@ interface FakeInstance {
 function freshDisk(instance: InstanceSpec): string[] {
   return ['nubo fake disk', `instance ${instance.uuid}`, `image ${instance.image?.id ?? 'none'}`, `hostname ${instance.hostname}`];
 }
+
+/** A live migration job on the source: its progress, and the timer that moves it on. */
+interface FakeJob { job: LiveMigrationJob; timer?: NodeJS.Timeout; startedAt: number }
+
+const MIB = 1024 * 1024;
 
 /** The power state each operation ends in, and the states it may start from. */
 const POWER_OPERATIONS: Record<PowerOperation, { to: PowerStateValue; from: PowerStateValue[] }> = {
@@ -134,6 +150,10 @@ export class FakeDriver implements VirtDriver {
   private readonly migrationSources = new Map<string, FakeInstance>();
   /** Spawns under way; a destroy meanwhile cancels them (the spawn then fails, leaving nothing behind). */
   private readonly spawning = new Map<string, { cancelled: boolean }>();
+  /** Instances prepared to arrive by live migration (the destination's paused, incoming guest). */
+  private readonly incoming = new Map<string, { spec: InstanceSpec; sourceHost: string }>();
+  /** Live migration jobs of instances leaving this host (the last one per instance, kept after it ends). */
+  private readonly jobs = new Map<string, FakeJob>();
   private readonly waits = new Set<{ timer: NodeJS.Timeout; reject: (err: Error) => void }>();
   private closed = false;
   /** The next free VNC display; displays are not reused while the driver runs. */
@@ -176,7 +196,7 @@ export class FakeDriver implements VirtDriver {
         throw new InternalError(`Fake driver: spawn of instance ${instance.uuid} failed (injected by [fake_driver] spawn_failure_rate)`);
       }
       if (attempt.cancelled) throw new InternalError(`Fake driver: instance ${instance.uuid} was destroyed while it was being spawned`);
-      this.instances.set(instance.uuid, { name: instance.name, powerState: PowerState.RUNNING, console: [`fake console of ${instance.name} (${instance.uuid})`, 'booted'], disk: freshDisk(instance), vncPort: 5900 + this.nextDisplay++, rootGb: instance.flavor?.rootGb });
+      this.instances.set(instance.uuid, { name: instance.name, powerState: PowerState.RUNNING, console: [`fake console of ${instance.name} (${instance.uuid})`, 'booted'], disk: freshDisk(instance), vncPort: 5900 + this.nextDisplay++, rootGb: instance.flavor?.rootGb, memoryMb: instance.flavor.memoryMb, diskGb: instance.flavor.rootGb });
     } finally {
       if (this.spawning.get(instance.uuid) === attempt) this.spawning.delete(instance.uuid);
     }
@@ -189,6 +209,10 @@ export class FakeDriver implements VirtDriver {
     await this.wait(this.settings.destroyDelayMs);
     this.instances.delete(uuid);
     this.migrationSources.delete(uuid);
+    this.incoming.delete(uuid);
+    const job = this.jobs.get(uuid);
+    if (job?.timer) clearTimeout(job.timer);
+    this.jobs.delete(uuid);
   }
 
   async migrateDiskAndPowerOff(uuid: string, flavor: InstanceSpec['flavor']): Promise<void> {
@@ -217,6 +241,7 @@ export class FakeDriver implements VirtDriver {
     if (already) return already.powerState;
     this.instances.set(spec.uuid, {
       name: spec.name, powerState: powerOn ? PowerState.RUNNING : PowerState.SHUTDOWN, rootGb: spec.flavor.rootGb,
+      memoryMb: spec.flavor.memoryMb, diskGb: spec.flavor.rootGb,
       console: [`fake console of ${spec.name} (${spec.uuid})`, `migrated here with flavor ${spec.flavor.name}`, ...(powerOn ? ['booted'] : [])],
       // The source host's disk content is on another agent: the copy here starts from the image's, marked as moved.
       disk: [...freshDisk(spec), `migrated with flavor ${spec.flavor.name}`], vncPort: 5900 + this.nextDisplay++,
@@ -265,7 +290,7 @@ export class FakeDriver implements VirtDriver {
   }
 
   async listInstances(): Promise<string[]> {
-    return [...this.instances.keys()];
+    return [...new Set([...this.instances.keys(), ...this.incoming.keys()])];
   }
 
   async changePower(uuid: string, operation: PowerOperation): Promise<PowerStateValue> {
@@ -347,6 +372,7 @@ export class FakeDriver implements VirtDriver {
     console.push(`rebuilt from image ${spec.image?.id ?? 'none'}${options.preserveEphemeral ? ' (ephemeral disk kept)' : ''}`, 'booted');
     this.instances.set(spec.uuid, {
       name: spec.name, powerState: PowerState.RUNNING, console, disk: freshDisk(spec), vncPort: existing?.vncPort ?? 5900 + this.nextDisplay++,
+      rootGb: spec.flavor.rootGb, memoryMb: spec.flavor.memoryMb, diskGb: spec.flavor.rootGb,
       ...(spec.adminPass ? { adminPassword: spec.adminPass } : {}),
     });
     return PowerState.RUNNING;
@@ -373,6 +399,114 @@ export class FakeDriver implements VirtDriver {
     return { host: '127.0.0.1', port: this.get(uuid).vncPort, internalAccessPath: null };
   }
 
+  async prepareIncomingMigration(instance: InstanceSpec, sourceHost: string): Promise<void> {
+    this.assertOpen();
+    if (this.instances.has(instance.uuid)) throw new Conflict(`Fake driver: instance ${instance.uuid} already runs on this host`);
+    this.incoming.set(instance.uuid, { spec: instance, sourceHost });
+  }
+
+  async liveMigrate(uuid: string, destHost: string, options: { blockMigration: boolean; migrationUuid: string }): Promise<void> {
+    this.assertOpen();
+    const instance = this.get(uuid);
+    const current = this.jobs.get(uuid);
+    if (current?.job.status === 'running') {
+      if (current.job.migrationUuid === options.migrationUuid) return; // a repeated start (a resumed workflow)
+      throw new Conflict(`Fake driver: instance ${uuid} is already migrating to ${current.job.destHost}`);
+    }
+    if (instance.powerState !== PowerState.RUNNING && instance.powerState !== PowerState.PAUSED) {
+      throw new Conflict(`Fake driver: cannot live-migrate instance ${uuid} in power state ${instance.powerState}`);
+    }
+    const memoryTotal = instance.memoryMb * MIB;
+    const diskTotal = options.blockMigration ? instance.diskGb * 1024 * MIB : 0;
+    const entry: FakeJob = {
+      startedAt: Date.now(),
+      job: { status: 'running', migrationUuid: options.migrationUuid, destHost, memoryTotal, memoryProcessed: 0, memoryRemaining: memoryTotal, diskTotal, diskProcessed: 0, diskRemaining: diskTotal },
+    };
+    this.jobs.set(uuid, entry);
+    instance.console.push(`live migration to ${destHost} started`);
+    const duration = this.settings.liveMigrationDurationMs;
+    const tickMs = Math.max(10, Math.floor(duration / 20));
+    const tick = () => {
+      entry.timer = undefined;
+      if (entry.job.status !== 'running' || this.closed) return;
+      const fraction = duration <= 0 ? 1 : Math.min(1, (Date.now() - entry.startedAt) / duration);
+      this.progress(entry.job, fraction);
+      if (fraction >= 1) this.endJob(uuid, entry);
+      else entry.timer = setTimeout(tick, tickMs);
+    };
+    entry.timer = setTimeout(tick, duration <= 0 ? 0 : tickMs);
+  }
+
+  async liveMigrationJob(uuid: string): Promise<LiveMigrationJob | null> {
+    const entry = this.jobs.get(uuid);
+    return entry ? { ...entry.job } : null;
+  }
+
+  async abortLiveMigration(uuid: string): Promise<void> {
+    const entry = this.runningJob(uuid);
+    if (entry.timer) clearTimeout(entry.timer);
+    entry.timer = undefined;
+    entry.job.status = 'cancelled';
+    this.instances.get(uuid)?.console.push(`live migration to ${entry.job.destHost} cancelled`);
+  }
+
+  async forceCompleteLiveMigration(uuid: string): Promise<void> {
+    const entry = this.runningJob(uuid);
+    if (entry.timer) clearTimeout(entry.timer);
+    entry.timer = undefined;
+    this.instances.get(uuid)?.console.push('live migration forced to complete');
+    this.progress(entry.job, 1);
+    this.endJob(uuid, entry);
+  }
+
+  async finishIncomingMigration(uuid: string, powerState: PowerStateValue): Promise<PowerStateValue> {
+    this.assertOpen();
+    const arriving = this.incoming.get(uuid);
+    if (!arriving) {
+      const here = this.instances.get(uuid);
+      if (here) return here.powerState; // finished before (a resumed workflow)
+      throw new NotFound(`Fake driver has no incoming instance ${uuid}`);
+    }
+    const { spec, sourceHost } = arriving;
+    this.incoming.delete(uuid);
+    this.instances.set(uuid, {
+      name: spec.name, powerState, memoryMb: spec.flavor.memoryMb, diskGb: spec.flavor.rootGb, rootGb: spec.flavor.rootGb,
+      console: [`fake console of ${spec.name} (${uuid})`, `live migrated in from ${sourceHost}`],
+      // The source's disk content is on another agent: the copy here starts from the image's, marked as moved.
+      disk: [...freshDisk(spec), `live migrated from ${sourceHost}`], vncPort: 5900 + this.nextDisplay++,
+    });
+    return powerState;
+  }
+
+  async rollbackIncomingMigration(uuid: string): Promise<void> {
+    this.incoming.delete(uuid);
+  }
+
+  private runningJob(uuid: string): FakeJob {
+    const entry = this.jobs.get(uuid);
+    if (!entry || entry.job.status !== 'running') throw new Conflict(`Fake driver: instance ${uuid} has no live migration in progress`);
+    return entry;
+  }
+
+  private progress(job: LiveMigrationJob, fraction: number): void {
+    job.memoryProcessed = Math.floor(job.memoryTotal * fraction);
+    job.memoryRemaining = job.memoryTotal - job.memoryProcessed;
+    job.diskProcessed = Math.floor(job.diskTotal * fraction);
+    job.diskRemaining = job.diskTotal - job.diskProcessed;
+  }
+
+  /** The transfer is over: it fails when told to (the instance stays here), else the instance has left this host. */
+  private endJob(uuid: string, entry: FakeJob): void {
+    if (this.settings.liveMigrationFails) {
+      entry.job.status = 'failed';
+      entry.job.error = `Fake driver: live migration of instance ${uuid} to ${entry.job.destHost} failed (injected by [fake_driver] live_migration_fails)`;
+      this.instances.get(uuid)?.console.push(`live migration to ${entry.job.destHost} failed`);
+      return;
+    }
+    entry.job.status = 'completed';
+    this.instances.delete(uuid);
+  }
+
   private get(uuid: string): FakeInstance {
     const instance = this.instances.get(uuid);
     if (!instance) throw new NotFound(`Fake driver has no instance ${uuid}`);
@@ -393,6 +527,7 @@ export class FakeDriver implements VirtDriver {
 
   async close(): Promise<void> {
     this.closed = true;
+    for (const entry of this.jobs.values()) if (entry.timer) clearTimeout(entry.timer);
     for (const w of this.waits) {
       clearTimeout(w.timer);
       w.reject(new ServiceUnavailable('Fake driver closed'));
