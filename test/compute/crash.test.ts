@@ -1,7 +1,7 @@
 // Nothing gets stuck: a controller (`nubo controller`) and two compute agents (`nubo compute`) as
-// separate processes on PostgreSQL and RabbitMQ; many builds, deletes and server actions run with
-// slow fake hosts while the controller and one agent are killed with SIGKILL at a random moment and
-// started again. Afterwards every server is settled (no task state; ERROR only with a fault) and
+// separate processes on PostgreSQL and RabbitMQ; builds, deletes, power actions, resizes, cold and
+// live migrations and shelves run with slow fake hosts while the controller and one agent are killed
+// with SIGKILL at a random moment and started again. Afterwards every server is settled (no task state; ERROR only with a fault) and
 // Placement holds exactly the allocations of what really is placed.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -78,7 +78,10 @@ describe('crash safety: SIGKILL of the controller and an agent mid-operation', {
       dirs.push(dir);
       agentArgs.set(host, {
         args: ['compute', '--host', host, '--driver', 'fake', '--data-dir', dir],
-        env: { ...common, NUBO_FAKE_DRIVER__SPAWN_DELAY_MS: '800', NUBO_FAKE_DRIVER__ACTION_DELAY_MS: '600', NUBO_DEFAULT__SYNC_POWER_STATE_INTERVAL: '1' },
+        env: {
+          ...common, NUBO_FAKE_DRIVER__SPAWN_DELAY_MS: '800', NUBO_FAKE_DRIVER__ACTION_DELAY_MS: '600', NUBO_FAKE_DRIVER__MIGRATE_DELAY_MS: '400',
+          NUBO_FAKE_DRIVER__SNAPSHOT_DELAY_MS: '600', NUBO_FAKE_DRIVER__LIVE_MIGRATION_DURATION_MS: '1000', NUBO_DEFAULT__SYNC_POWER_STATE_INTERVAL: '1',
+        },
       });
     }
     await Promise.all(HOSTS.map(startAgent));
@@ -106,21 +109,24 @@ describe('crash safety: SIGKILL of the controller and an agent mid-operation', {
 
   it('settles every server and leaves exactly the allocations of what is placed', async (t) => {
     // A first wave that is ACTIVE, so actions have something to act on while the crash hits.
-    const first = await call('POST', '/servers', { server: { name: 'steady', flavorRef: '1', imageRef: imageId, networks: 'none', min_count: 6, max_count: 6 } });
+    const actions: unknown[] = [
+      { 'os-stop': null }, { pause: null }, { suspend: null }, { reboot: { type: 'HARD' } }, { resize: { flavorRef: '2' } },
+      { migrate: null }, { shelve: null }, { 'os-migrateLive': { host: null, block_migration: 'auto' } },
+    ];
+    const first = await call('POST', '/servers', { server: { name: 'steady', flavorRef: '1', imageRef: imageId, networks: 'none', min_count: 2 + actions.length, max_count: 2 + actions.length } });
     assert.equal(first.status, 202, first.text);
     await until('the first wave ACTIVE', async () => {
       const list = await servers();
-      return list.length === 6 && list.every((s) => s.status === 'ACTIVE') ? true : undefined;
+      return list.length === 2 + actions.length && list.every((s) => s.status === 'ACTIVE') ? true : undefined;
     }, 30_000, allLogs);
     const steady = await servers();
 
-    // Then, all at once: new builds, deletes and power actions — and a SIGKILL of the controller and one agent.
+    // Then, all at once: new builds, deletes and every kind of action — and a SIGKILL of the controller and one agent.
     const builds = await call('POST', '/servers', { server: { name: 'wave', flavorRef: '1', imageRef: imageId, networks: 'none', min_count: 6, max_count: 6 } });
     assert.equal(builds.status, 202, builds.text);
-    const actions = [{ 'os-stop': null }, { pause: null }, { suspend: null }, { reboot: { type: 'HARD' } }];
     for (const [i, server] of steady.entries()) {
-      const res = i < 2 ? await call('DELETE', `/servers/${server.id}`) : await call('POST', `/servers/${server.id}/action`, actions[i % actions.length]);
-      assert.ok(res.status === 202 || res.status === 204, res.text);
+      const res = i < 2 ? await call('DELETE', `/servers/${server.id}`) : await call('POST', `/servers/${server.id}/action`, actions[i - 2]);
+      assert.ok(res.status === 202 || res.status === 204, `${JSON.stringify(actions[i - 2])}: ${res.text}`);
     }
     await sleep(200 + Math.floor(Math.random() * 400));
     const inFlight = (await servers()).filter((s) => s['OS-EXT-STS:task_state'] !== null).length;
@@ -141,18 +147,32 @@ describe('crash safety: SIGKILL of the controller and an agent mid-operation', {
     for (const s of list) {
       if (s.status === 'ERROR') assert.ok(s.fault?.message, `server ${s.id} is in ERROR without a fault`);
     }
-    // Placement: each placed server holds its flavor on its own host's provider, nothing else does.
+    // Placement: each placed server holds its flavor on its own host's provider; a server waiting in
+    // VERIFY_RESIZE also has its source held by its migration; no other consumer holds anything.
     const providers = (await call('GET', '/placement/resource_providers', undefined, PLACEMENT)).body.resource_providers as any[];
     const providerOf = new Map(providers.map((p: any) => [p.name, p.uuid]));
+    const allocationsOf = async (consumer: string) => (await call('GET', `/placement/allocations/${consumer}`, undefined, PLACEMENT)).body.allocations;
+    const migrations = (await call('GET', '/os-migrations')).body.migrations as any[];
     let expectedMemory = 0;
     for (const s of list) {
-      const allocations = (await call('GET', `/placement/allocations/${s.id}`, undefined, PLACEMENT)).body.allocations;
+      const allocations = await allocationsOf(s.id);
       const node = s['OS-EXT-SRV-ATTR:hypervisor_hostname'];
       if (node && s.status !== 'SHELVED_OFFLOADED') {
         assert.deepEqual(Object.keys(allocations), [providerOf.get(node)], `allocations of ${s.name} (${s.status} on ${node})`);
-        expectedMemory += 512;
+        assert.equal(allocations[providerOf.get(node)].resources.MEMORY_MB, s.flavor.ram, `${s.name} holds its flavor's memory`);
+        expectedMemory += s.flavor.ram;
       } else {
         assert.deepEqual(allocations, {}, `${s.name} (${s.status}, no host) holds no allocation`);
+      }
+    }
+    for (const m of migrations) {
+      const held = await allocationsOf(m.uuid);
+      const waiting = list.find((s) => s.id === m.instance_uuid)?.status === 'VERIFY_RESIZE' && m.status === 'finished';
+      if (waiting) {
+        assert.deepEqual(Object.keys(held), [providerOf.get(m.source_node)], `the migration of ${m.instance_uuid} holds its source`);
+        expectedMemory += Object.values(held as Record<string, any>)[0].resources.MEMORY_MB;
+      } else {
+        assert.deepEqual(held, {}, `migration ${m.id} (${m.migration_type}, ${m.status}) holds nothing`);
       }
     }
     let usedMemory = 0;
