@@ -11,19 +11,14 @@ describe('server actions', () => {
   before(async () => {
     cc = await startComputeCloud({ DEFAULT: { report_interval: '0.5', service_down_time: '2' } }, 2);
     imageId = await cc.createImage({ visibility: 'public' });
-    const quota = await cc.put(`/os-quota-sets/${cc.adminProject}`, { quota_set: { instances: -1, cores: -1, ram: -1 } });
-    assert.equal(quota.status, 200, quota.text);
+    await cc.unlimitedQuota();
   });
   after(async () => cc?.close());
 
-  const act = (id: string, body: unknown, options: { token?: string; microversion?: string } = {}) =>
-    cc.post(`/servers/${id}/action`, body, { microversion: '2.79', ...options });
-  const settled = (id: string, token?: string) => cc.waitServer(id, (s) => s['OS-EXT-STS:task_state'] === null, token);
+  const act: ComputeCloud['act'] = (...args) => cc.act(...args);
+  const settled: ComputeCloud['settled'] = (...args) => cc.settled(...args);
   const booted = async (name: string, token?: string) => {
-    const created = await cc.boot({ name, imageRef: imageId }, { token });
-    const server = await cc.waitServer(created.id, undefined, token);
-    assert.equal(server.status, 'ACTIVE', JSON.stringify(server.fault));
-    return server;
+    return cc.bootActive({ name, imageRef: imageId }, { token });
   };
 
   it('stops and starts, pauses and unpauses, suspends and resumes, with the power state the host reports', async () => {

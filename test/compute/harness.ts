@@ -87,6 +87,26 @@ export class ComputeCloud {
     return res.body.server;
   }
 
+  /** Boots a server and waits for it to be ACTIVE (asserted); returns the server at 2.79. */
+  async bootActive(fields: Record<string, unknown>, options: CallOptions & { hints?: Record<string, unknown> } = {}): Promise<any> {
+    const created = await this.boot(fields, options);
+    const server = await this.waitServer(created.id, undefined, options.token);
+    assert.equal(server.status, 'ACTIVE', JSON.stringify(server.fault));
+    return server;
+  }
+
+  /** POST /servers/{id}/action, at 2.79 unless told otherwise. */
+  act = (id: string, body: unknown, options: CallOptions = {}) => this.post(`/servers/${id}/action`, body, { microversion: '2.79', ...options });
+
+  /** Waits until the server has no task state (an action ended); returns it. */
+  settled = (id: string, token?: string) => this.waitServer(id, (s) => s['OS-EXT-STS:task_state'] === null, token);
+
+  /** Lifts the instances, cores and ram quotas of a project (the admin's by default): tests that keep servers. */
+  async unlimitedQuota(projectId = this.adminProject): Promise<void> {
+    const res = await this.put(`/os-quota-sets/${projectId}`, { quota_set: { instances: -1, cores: -1, ram: -1 } });
+    assert.equal(res.status, 200, res.text);
+  }
+
   async close(): Promise<void> {
     await this.cloud.close();
     rmSync(this.dataDir, { recursive: true, force: true });

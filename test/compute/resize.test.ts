@@ -24,8 +24,7 @@ async function helpers(cc: ComputeCloud) {
     return res.body.usages;
   };
   const on = (host: string, vcpus: number, ram: number, disk: number): Allocs => ({ [providers[host]]: { resources: { DISK_GB: disk, MEMORY_MB: ram, VCPU: vcpus } } });
-  const act = (id: string, body: unknown, options: { token?: string; microversion?: string } = {}) =>
-    cc.post(`/servers/${id}/action`, body, { microversion: '2.79', ...options });
+  const act: ComputeCloud['act'] = (...args) => cc.act(...args);
   const settled = (id: string, token?: string) => cc.waitServer(id, (s) => s['OS-EXT-STS:task_state'] === null && s.status !== 'BUILD', token);
   const migrations = async (query = '', microversion = '2.79') => {
     const res = await cc.get(`/os-migrations${query}`, { microversion });
@@ -49,8 +48,7 @@ describe('resize and cold migration', () => {
       assert.equal(res.status, 200, res.text);
       flavors[name] = res.body.flavor.id;
     }
-    const quota = await cc.put(`/os-quota-sets/${cc.adminProject}`, { quota_set: { instances: -1, cores: -1, ram: -1 } });
-    assert.equal(quota.status, 200, quota.text);
+    await cc.unlimitedQuota();
     h = await helpers(cc);
   });
   after(async () => cc?.close());
@@ -64,10 +62,7 @@ describe('resize and cold migration', () => {
     assert.fail(`migration of ${instanceId} never reached ${status}`);
   };
   const booted = async (name: string, flavor = flavors['rs-small'], token?: string, fields: Record<string, unknown> = {}) => {
-    const created = await cc.boot({ name, imageRef: imageId, flavorRef: flavor, ...fields }, { token });
-    const server = await cc.waitServer(created.id, undefined, token);
-    assert.equal(server.status, 'ACTIVE', JSON.stringify(server.fault));
-    return server;
+    return cc.bootActive({ name, imageRef: imageId, flavorRef: flavor, ...fields }, { token });
   };
 
   it('resizes: RESIZE task states, VERIFY_RESIZE on another host with the new flavor, allocations split; confirm frees the source', async () => {

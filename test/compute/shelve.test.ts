@@ -19,19 +19,14 @@ describe('shelve and unshelve', () => {
     const agg = await cc.post('/os-aggregates', { aggregate: { name: 'az-blue', availability_zone: 'blue' } });
     assert.equal(agg.status, 200, agg.text);
     assert.equal((await cc.post(`/os-aggregates/${agg.body.aggregate.id}/action`, { add_host: { host: 'fake-host-2' } })).status, 200);
-    const quota = await cc.put(`/os-quota-sets/${cc.adminProject}`, { quota_set: { instances: -1, cores: -1, ram: -1 } });
-    assert.equal(quota.status, 200, quota.text);
+    await cc.unlimitedQuota();
   });
   after(async () => cc?.close());
 
-  const act = (id: string, body: unknown, options: { token?: string; microversion?: string } = {}) =>
-    cc.post(`/servers/${id}/action`, body, { microversion: '2.79', ...options });
-  const settled = (id: string, token?: string) => cc.waitServer(id, (s) => s['OS-EXT-STS:task_state'] === null, token);
+  const act: ComputeCloud['act'] = (...args) => cc.act(...args);
+  const settled: ComputeCloud['settled'] = (...args) => cc.settled(...args);
   const booted = async (name: string, token?: string) => {
-    const created = await cc.boot({ name, imageRef: imageId }, { token });
-    const server = await cc.waitServer(created.id, undefined, token);
-    assert.equal(server.status, 'ACTIVE', JSON.stringify(server.fault));
-    return server;
+    return cc.bootActive({ name, imageRef: imageId }, { token });
   };
   const allocations = async (id: string) => (await cc.get(`/placement/allocations/${id}`, { headers: { 'OpenStack-API-Version': 'placement 1.28' } })).body.allocations;
   const imagesOf = async (serverId: string) => {

@@ -15,19 +15,14 @@ describe('snapshots, backups, rescue and rebuild', () => {
       fake_driver: { fail_snapshot_name_pattern: '^snapfail', fail_rescue_name_pattern: '^rescuefail', snapshot_delay_ms: '150' },
     }, 2);
     imageId = await cc.createImage({ visibility: 'public', hw_disk_bus: 'virtio', img_signature: 'sig' });
-    const quota = await cc.put(`/os-quota-sets/${cc.adminProject}`, { quota_set: { instances: -1, cores: -1, ram: -1 } });
-    assert.equal(quota.status, 200, quota.text);
+    await cc.unlimitedQuota();
   });
   after(async () => cc?.close());
 
-  const act = (id: string, body: unknown, options: { token?: string; microversion?: string } = {}) =>
-    cc.post(`/servers/${id}/action`, body, { microversion: '2.79', ...options });
-  const settled = (id: string, token?: string) => cc.waitServer(id, (s) => s['OS-EXT-STS:task_state'] === null, token);
+  const act: ComputeCloud['act'] = (...args) => cc.act(...args);
+  const settled: ComputeCloud['settled'] = (...args) => cc.settled(...args);
   const booted = async (name: string, token?: string, fields: Record<string, unknown> = {}) => {
-    const created = await cc.boot({ name, imageRef: imageId, ...fields }, { token });
-    const server = await cc.waitServer(created.id, undefined, token);
-    assert.equal(server.status, 'ACTIVE', JSON.stringify(server.fault));
-    return server;
+    return cc.bootActive({ name, imageRef: imageId, ...fields }, { token });
   };
   const image = async (id: string) => (await cc.get(`/image/v2/images/${id}`)).body;
   const waitImage = async (id: string) => {

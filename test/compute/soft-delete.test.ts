@@ -11,8 +11,7 @@ const RECLAIM_SECONDS = 3;
 
 async function setup(cc: ComputeCloud): Promise<string> {
   const imageId = await cc.createImage({ visibility: 'public' });
-  const quota = await cc.put(`/os-quota-sets/${cc.adminProject}`, { quota_set: { instances: -1, cores: -1, ram: -1 } });
-  assert.equal(quota.status, 200, quota.text);
+  await cc.unlimitedQuota();
   return imageId;
 }
 
@@ -27,13 +26,10 @@ describe('soft delete (reclaim_instance_interval set)', () => {
   after(async () => cc?.close());
 
   const act = (id: string, body: unknown, token?: string) => cc.post(`/servers/${id}/action`, body, { microversion: '2.79', token });
-  const settled = (id: string, token?: string) => cc.waitServer(id, (s) => s['OS-EXT-STS:task_state'] === null, token);
+  const settled: ComputeCloud['settled'] = (...args) => cc.settled(...args);
   const allocations = async (id: string) => (await cc.get(`/placement/allocations/${id}`, { headers: PLACEMENT })).body.allocations;
   const booted = async (name: string, token?: string) => {
-    const created = await cc.boot({ name, imageRef: imageId }, { token });
-    const server = await cc.waitServer(created.id, undefined, token);
-    assert.equal(server.status, 'ACTIVE', JSON.stringify(server.fault));
-    return server;
+    return cc.bootActive({ name, imageRef: imageId }, { token });
   };
   const events = async (id: string, action: string) => {
     const list = await cc.get(`/servers/${id}/os-instance-actions`, { microversion: '2.79' });

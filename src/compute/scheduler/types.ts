@@ -1,19 +1,12 @@
 // The scheduler's data: what is asked (RequestSpec), what a host is and has (HostState), and
 // what comes back (Selection). Field names follow Nova's RequestSpec / HostState / Selection.
+import type { FlavorSize } from '../flavors.js';
 import type { AllocationRequest, ProviderSummary } from '../../placement/service.js';
 
 export type GroupPolicy = 'affinity' | 'anti-affinity' | 'soft-affinity' | 'soft-anti-affinity';
 
-export interface FlavorSpec {
-  id: string;
-  name: string;
-  vcpus: number;
-  memoryMb: number;
-  rootGb: number;
-  ephemeralGb: number;
-  swapMb: number;
-  extraSpecs: Record<string, string>;
-}
+/** The flavor's size and extra specs, as the instance keeps them. */
+export type FlavorSpec = FlavorSize;
 
 export interface ServerGroupSpec {
   id: string;
