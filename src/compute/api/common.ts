@@ -1,6 +1,6 @@
 // Shared pieces of the Nova REST layer: dependencies, the caller, policy, query parsing, links.
 import type { FastifyRequest } from 'fastify';
-import { BadRequest } from '../../core/errors.js';
+import { BadRequest, Forbidden } from '../../core/errors.js';
 import { authOf } from '../../http/auth.js';
 import type { PolicyEngine } from '../../http/policy.js';
 import type { ComputeServices } from '../index.js';
@@ -32,11 +32,10 @@ export function callerOf(request: FastifyRequest): Caller {
 
 /**
  * Checks a Nova policy rule against a target ({project_id, user_id} of the resource; the
- * caller's own project by default). Nova's message names the rule.
+ * caller's own project by default); a refusal is a 403 in Nova's words, naming the rule.
  */
 export function authorize(deps: ComputeApiDeps, request: FastifyRequest, action: string, target?: Record<string, unknown>): void {
-  const auth = authOf(request);
-  deps.policy.authorize(action, target ?? { project_id: auth.projectId, user_id: auth.userId }, auth.credentials);
+  if (!allowed(deps, request, action, target)) throw new Forbidden(`Policy doesn't allow ${action} to be performed.`);
 }
 
 export function allowed(deps: ComputeApiDeps, request: FastifyRequest, action: string, target?: Record<string, unknown>): boolean {
