@@ -17,7 +17,8 @@ import type { InventoryInput, PlacementService } from '../placement/service.js';
 import type { ComputeDeps } from './index.js';
 import type { Bus } from '../bus/types.js';
 import { NoSuchMethod } from '../bus/errors.js';
-import { agentClient, COMPUTE_BINARY, type HostReport } from './rpc.js';
+import { agentClient, COMPUTE_BINARY, type HostOvercommit, type HostReport } from './rpc.js';
+import type { HostResources } from './virt/driver.js';
 
 export const CONDUCTOR_BINARY = 'nova-conductor';
 export const SCHEDULER_BINARY = 'nova-scheduler';
@@ -40,28 +41,14 @@ export interface ServiceRecord {
   updatedAt: string | null;
 }
 
-export interface ComputeNode {
+/** A hypervisor as recorded: what its agent reported (traits: the provider also has COMPUTE_STATUS_DISABLED while the service is disabled). */
+export interface ComputeNode extends HostResources, HostOvercommit {
   id: string;
   serviceId: string;
   host: string;
   hypervisorHostname: string;
-  hypervisorType: string;
-  hypervisorVersion: number;
   hostIp: string | null;
-  vcpus: number;
-  memoryMb: number;
-  localGb: number;
-  cpuAllocationRatio: number;
-  ramAllocationRatio: number;
-  diskAllocationRatio: number;
-  reservedHostMemoryMb: number;
-  reservedHostDiskMb: number;
-  reservedHostCpus: number;
-  cpuInfo: Record<string, unknown>;
-  supportedInstances: [string, string, string][];
   capabilities: Record<string, boolean>;
-  /** Traits the agent reported (the provider also has COMPUTE_STATUS_DISABLED while the service is disabled). */
-  traits: string[];
   failedBuilds: number;
   createdAt: string;
   updatedAt: string | null;

@@ -3,7 +3,7 @@
 // conductor tells them what to run.
 import type { Bus } from '../bus/types.js';
 import type { FlavorSize } from './flavors.js';
-import type { LiveMigrationJob, PowerOperation, VncConsole } from './virt/driver.js';
+import type { HostResources, LiveMigrationJob, PowerOperation, VncConsole } from './virt/driver.js';
 
 /** The topic the conductor serves; every controller process serves it, calls are shared between them. */
 export const CONDUCTOR_TOPIC = 'conductor';
@@ -17,23 +17,17 @@ export const PowerState = { NOSTATE: 0, RUNNING: 1, PAUSED: 3, SHUTDOWN: 4, CRAS
 export type PowerStateValue = (typeof PowerState)[keyof typeof PowerState];
 
 /** What a host is and has, as its agent reports it at start and whenever it changes. */
-export interface HostReport {
+export interface HostReport extends HostResources, HostOvercommit {
   host: string;
   /** Hypervisor name (Nova's nodename); one node per host here. */
   nodename: string;
-  hypervisorType: string;           // 'QEMU', 'fake'
-  hypervisorVersion: number;        // e.g. 7002000 for 7.2.0
   hostIp: string;
-  vcpus: number;
-  memoryMb: number;
-  localGb: number;
-  cpuInfo: Record<string, unknown>;
-  /** [[arch, hypervisor_type, vm_mode]], e.g. [['x86_64', 'qemu', 'hvm']] */
-  supportedInstances: [string, string, string][];
-  /** Traits the host's resource provider gets (COMPUTE_*, HW_CPU_*, CUSTOM_*). */
-  traits: string[];
   /** Driver capabilities (supportsLiveMigration, ...), kept for the scheduler and the conductor. */
   capabilities: Record<string, boolean>;
+}
+
+/** How much of a host may be promised: the allocation ratios and what stays reserved for the host itself. */
+export interface HostOvercommit {
   cpuAllocationRatio: number;
   ramAllocationRatio: number;
   diskAllocationRatio: number;

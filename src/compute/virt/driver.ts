@@ -22,12 +22,13 @@ export const NO_CAPABILITIES: DriverCapabilities = {
 
 /** What the driver reports about the host it runs on. */
 export interface HostResources {
-  hypervisorType: string;
-  hypervisorVersion: number;
+  hypervisorType: string;           // 'QEMU', 'fake'
+  hypervisorVersion: number;        // e.g. 7002000 for 7.2.0
   vcpus: number;
   memoryMb: number;
   localGb: number;
   cpuInfo: Record<string, unknown>;
+  /** [[arch, hypervisor_type, vm_mode]], e.g. [['x86_64', 'qemu', 'hvm']] */
   supportedInstances: [string, string, string][];
   /** Traits beyond the standard ones the agent adds (e.g. COMPUTE_STATUS_DISABLED is managed elsewhere). */
   traits: string[];
