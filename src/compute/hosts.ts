@@ -183,7 +183,7 @@ export class HostService {
   async registerHost(report: HostReport): Promise<{ serviceId: string; nodeId: string }> {
     checkReport(report);
     const service = await this.upsertService(report.host, COMPUTE_BINARY);
-    const nodeId = await this.upsertNode(report, service.id);
+    const nodeId = await this.upsertNode(report, service.id, service.disabled);
     await this.syncProvider(nodeId, service.disabled);
     return { serviceId: service.id, nodeId };
   }
@@ -212,7 +212,7 @@ export class HostService {
     }
   }
 
-  private async upsertNode(report: HostReport, serviceId: string): Promise<string> {
+  private async upsertNode(report: HostReport, serviceId: string, disabled: boolean): Promise<string> {
     const now = this.stamp();
     const values = {
       service_id: serviceId, host: report.host, hypervisor_type: report.hypervisorType, hypervisor_version: report.hypervisorVersion,
@@ -233,6 +233,9 @@ export class HostService {
       // A provider of that name may be left from a node whose service was deleted while it still had allocations: adopt it.
       const leftover = (await this.placement.listProviders({ name: report.nodename }))[0];
       const id = leftover?.uuid ?? newUuid();
+      // The provider first: a hypervisor is never listed before Placement knows its resources.
+      const traits = [...new Set(report.traits.filter((t) => t !== STATUS_DISABLED_TRAIT)), ...(disabled ? [STATUS_DISABLED_TRAIT] : [])];
+      await this.placement.ensureProvider({ uuid: id, name: report.nodename, inventories: nodeInventories(report), traits });
       try {
         await this.db.insertInto('compute_nodes').values({ id, hypervisor_hostname: report.nodename, ...values, failed_builds: 0, created_at: now, updated_at: now }).execute();
         return id;
