@@ -36,7 +36,12 @@ export function buildWorkflow(ctx: ConductorContext) {
     const unscheduled = instances.filter((i) => !i.deletedAt && i.vmState === VmState.BUILDING && i.taskState === 'scheduling' && !i.host);
     if (unscheduled.length > 0) {
       if (resumed) for (const instance of unscheduled) await ctx.placement.deleteAllocations(instance.id);
-      const placed = await schedule(ctx, workflow, unscheduled);
+      // Builds into one server group are placed one request at a time, so each sees where the others went
+      // (two anti-affinity members scheduled at once would otherwise both pick the emptiest host).
+      const groupId = unscheduled[0].request.groupId;
+      const placed = groupId
+        ? await ctx.serialized(`server-group:${groupId}`, () => schedule(ctx, workflow, unscheduled))
+        : await schedule(ctx, workflow, unscheduled);
       await store.advance(workflow, 'scheduled', data);
       if (!placed) {
         await store.finish(workflow, 'done');

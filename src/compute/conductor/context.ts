@@ -11,6 +11,8 @@ import type { Scheduler } from '../scheduler/index.js';
 import type { SystemMetadataStore } from '../system-metadata.js';
 
 export interface ConductorContext {
+  /** Runs `fn` when no other call with the same key runs in this conductor (keyed mutual exclusion). */
+  serialized<T>(key: string, fn: () => Promise<T>): Promise<T>;
   conductorHost: string;
   instances: InstanceStore;
   actions: InstanceActionStore;

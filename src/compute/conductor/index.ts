@@ -53,7 +53,16 @@ export class Conductor {
     this.workflows = new WorkflowStore(deps.database, this.host);
     this.runner = new WorkflowRunner(this.workflows, deps.logger, config.getInt('conductor', 'max_concurrent_workflows', 64));
     const rpcTimeoutMs = config.getInt('DEFAULT', 'rpc_response_timeout', 60) * 1000;
+    const queues = new Map<string, Promise<unknown>>();
     this.context = {
+      serialized: (key, fn) => {
+        const previous = queues.get(key) ?? Promise.resolve();
+        const run = previous.catch(() => undefined).then(fn);
+        const tail = run.catch(() => undefined);
+        queues.set(key, tail);
+        void tail.then(() => { if (queues.get(key) === tail) queues.delete(key); });
+        return run;
+      },
       conductorHost: this.host,
       instances: deps.instances,
       actions: deps.actions,
