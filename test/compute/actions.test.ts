@@ -15,8 +15,6 @@ describe('server actions', () => {
   });
   after(async () => cc?.close());
 
-  const act: ComputeCloud['act'] = (...args) => cc.act(...args);
-  const settled: ComputeCloud['settled'] = (...args) => cc.settled(...args);
   const booted = async (name: string, token?: string) => {
     return cc.bootActive({ name, imageRef: imageId }, { token });
   };
@@ -30,10 +28,10 @@ describe('server actions', () => {
       [{ reboot: { type: 'SOFT' } }, 'ACTIVE', 1], [{ reboot: { type: 'HARD' } }, 'ACTIVE', 1],
     ];
     for (const [body, status, power] of steps) {
-      const res = await act(server.id, body);
+      const res = await cc.act(server.id, body);
       assert.equal(res.status, 202, `${JSON.stringify(body)}: ${res.text}`);
       assert.equal(res.text, '');
-      const after = await settled(server.id);
+      const after = await cc.settled(server.id);
       assert.equal(after.status, status, JSON.stringify(body));
       assert.equal(after['OS-EXT-STS:power_state'], power, JSON.stringify(body));
     }
@@ -47,39 +45,39 @@ describe('server actions', () => {
 
   it('refuses an action the state does not allow with 409 in Nova\'s words', async () => {
     const server = await booted('refusals');
-    assertError(await act(server.id, { 'os-start': null }), 409, `Cannot 'start' instance ${server.id} while it is in vm_state active`);
-    assertError(await act(server.id, { unpause: null }), 409, 'vm_state active');
-    assertError(await act(server.id, { resume: null }), 409, 'vm_state active');
-    assert.equal((await act(server.id, { 'os-stop': null })).status, 202);
-    await settled(server.id);
-    assertError(await act(server.id, { 'os-stop': null }), 409, 'vm_state stopped');
-    assertError(await act(server.id, { pause: null }), 409, 'vm_state stopped');
-    assertError(await act(server.id, { reboot: { type: 'SOFT' } }), 409, 'vm_state stopped');
-    assert.equal((await act(server.id, { reboot: { type: 'HARD' } })).status, 202, 'a hard reboot starts a stopped server');
-    assert.equal((await settled(server.id)).status, 'ACTIVE');
-    assertError(await act(server.id, { reboot: { type: 'sideways' } }), 400, 'sideways');
-    assertError(await act(server.id, { reboot: {} }), 400);
-    assertError(await act(server.id, { fly: null }), 400, 'There is no such action: fly');
-    assertError(await act(server.id, { 'os-stop': null, 'os-start': null }), 400);
-    assertError(await act(server.id, { trigger_crash_dump: null }, { microversion: '2.16' }), 400, 'no such action');
-    assertError(await act('00000000-0000-0000-0000-000000000000', { 'os-stop': null }), 404);
+    assertError(await cc.act(server.id, { 'os-start': null }), 409, `Cannot 'start' instance ${server.id} while it is in vm_state active`);
+    assertError(await cc.act(server.id, { unpause: null }), 409, 'vm_state active');
+    assertError(await cc.act(server.id, { resume: null }), 409, 'vm_state active');
+    assert.equal((await cc.act(server.id, { 'os-stop': null })).status, 202);
+    await cc.settled(server.id);
+    assertError(await cc.act(server.id, { 'os-stop': null }), 409, 'vm_state stopped');
+    assertError(await cc.act(server.id, { pause: null }), 409, 'vm_state stopped');
+    assertError(await cc.act(server.id, { reboot: { type: 'SOFT' } }), 409, 'vm_state stopped');
+    assert.equal((await cc.act(server.id, { reboot: { type: 'HARD' } })).status, 202, 'a hard reboot starts a stopped server');
+    assert.equal((await cc.settled(server.id)).status, 'ACTIVE');
+    assertError(await cc.act(server.id, { reboot: { type: 'sideways' } }), 400, 'sideways');
+    assertError(await cc.act(server.id, { reboot: {} }), 400);
+    assertError(await cc.act(server.id, { fly: null }), 400, 'There is no such action: fly');
+    assertError(await cc.act(server.id, { 'os-stop': null, 'os-start': null }), 400);
+    assertError(await cc.act(server.id, { trigger_crash_dump: null }, { microversion: '2.16' }), 400, 'no such action');
+    assertError(await cc.act('00000000-0000-0000-0000-000000000000', { 'os-stop': null }), 404);
   });
 
   it('locks: the owner gets 409 on a locked server, an admin acts anyway, an admin lock needs an admin to lift', async () => {
     const server = await booted('locked', cc.demoToken);
-    assert.equal((await act(server.id, { lock: { locked_reason: 'maintenance' } }, { token: cc.demoToken })).status, 202);
+    assert.equal((await cc.act(server.id, { lock: { locked_reason: 'maintenance' } }, { token: cc.demoToken })).status, 202);
     const shown = await cc.get(`/servers/${server.id}`, { token: cc.demoToken, microversion: '2.73' });
     assert.equal(shown.body.server.locked, true);
     assert.equal(shown.body.server.locked_reason, 'maintenance');
-    assertError(await act(server.id, { 'os-stop': null }, { token: cc.demoToken }), 409, 'is locked');
+    assertError(await cc.act(server.id, { 'os-stop': null }, { token: cc.demoToken }), 409, 'is locked');
     assertError(await cc.delete(`/servers/${server.id}`, { token: cc.demoToken }), 409, 'is locked');
-    assert.equal((await act(server.id, { 'os-stop': null })).status, 202, 'an admin may act on a locked server');
-    await settled(server.id, cc.demoToken);
-    assert.equal((await act(server.id, { unlock: null }, { token: cc.demoToken })).status, 202);
+    assert.equal((await cc.act(server.id, { 'os-stop': null })).status, 202, 'an admin may act on a locked server');
+    await cc.settled(server.id, cc.demoToken);
+    assert.equal((await cc.act(server.id, { unlock: null }, { token: cc.demoToken })).status, 202);
 
-    assert.equal((await act(server.id, { lock: null })).status, 202, 'locked by an admin');
-    assertError(await act(server.id, { unlock: null }, { token: cc.demoToken }), 403, 'unlock_override');
-    assert.equal((await act(server.id, { unlock: null })).status, 202);
+    assert.equal((await cc.act(server.id, { lock: null })).status, 202, 'locked by an admin');
+    assertError(await cc.act(server.id, { unlock: null }, { token: cc.demoToken }), 403, 'unlock_override');
+    assert.equal((await cc.act(server.id, { unlock: null })).status, 202);
     const unlocked = await cc.get(`/servers/${server.id}`, { microversion: '2.73' });
     assert.equal(unlocked.body.server.locked, false);
     assert.equal(unlocked.body.server.locked_reason, null);
@@ -87,32 +85,32 @@ describe('server actions', () => {
 
   it('resets the state (admins only) without asking the host', async () => {
     const server = await booted('reset', cc.demoToken);
-    assertError(await act(server.id, { 'os-resetState': { state: 'error' } }, { token: cc.demoToken }), 403);
-    assert.equal((await act(server.id, { 'os-resetState': { state: 'error' } })).status, 202);
+    assertError(await cc.act(server.id, { 'os-resetState': { state: 'error' } }, { token: cc.demoToken }), 403);
+    assert.equal((await cc.act(server.id, { 'os-resetState': { state: 'error' } })).status, 202);
     assert.equal((await cc.get(`/servers/${server.id}`)).body.server.status, 'ERROR');
-    assertError(await act(server.id, { 'os-resetState': { state: 'deleted' } }), 400);
-    assert.equal((await act(server.id, { 'os-resetState': { state: 'active' } })).status, 202);
+    assertError(await cc.act(server.id, { 'os-resetState': { state: 'deleted' } }), 400);
+    assert.equal((await cc.act(server.id, { 'os-resetState': { state: 'active' } })).status, 202);
     assert.equal((await cc.get(`/servers/${server.id}`)).body.server.status, 'ACTIVE');
   });
 
   it('returns the console log tail, changes the password, triggers a crash dump', async () => {
     const server = await booted('console');
-    await act(server.id, { 'os-stop': null });
-    await settled(server.id);
-    await act(server.id, { 'os-start': null });
-    await settled(server.id);
-    const all = await act(server.id, { 'os-getConsoleOutput': { length: -1 } });
+    await cc.act(server.id, { 'os-stop': null });
+    await cc.settled(server.id);
+    await cc.act(server.id, { 'os-start': null });
+    await cc.settled(server.id);
+    const all = await cc.act(server.id, { 'os-getConsoleOutput': { length: -1 } });
     assert.equal(all.status, 200, all.text);
     assert.match(all.body.output, /booted\nstop done\nstart done\n$/);
-    const tail = await act(server.id, { 'os-getConsoleOutput': { length: 1 } });
+    const tail = await cc.act(server.id, { 'os-getConsoleOutput': { length: 1 } });
     assert.equal(tail.body.output, 'start done\n');
-    assertError(await act(server.id, { 'os-getConsoleOutput': { length: 'x' } }), 400);
+    assertError(await cc.act(server.id, { 'os-getConsoleOutput': { length: 'x' } }), 400);
 
-    assert.equal((await act(server.id, { changePassword: { adminPass: 'n3w-secret' } })).status, 202);
+    assert.equal((await cc.act(server.id, { changePassword: { adminPass: 'n3w-secret' } })).status, 202);
     assert.equal((await cc.get(`/servers/${server.id}`)).body.server['OS-EXT-STS:task_state'], null);
-    assertError(await act(server.id, { changePassword: {} }), 400, 'adminPass');
-    assert.equal((await act(server.id, { trigger_crash_dump: null }, { microversion: '2.17' })).status, 202);
-    const log = await act(server.id, { 'os-getConsoleOutput': {} });
+    assertError(await cc.act(server.id, { changePassword: {} }), 400, 'adminPass');
+    assert.equal((await cc.act(server.id, { trigger_crash_dump: null }, { microversion: '2.17' })).status, 202);
+    const log = await cc.act(server.id, { 'os-getConsoleOutput': {} });
     assert.match(log.body.output, /admin password changed\nNMI received: crash dump\n$/);
   });
 
@@ -122,8 +120,8 @@ describe('server actions', () => {
     const serviceId = services.body.services[0].id;
     assert.equal((await cc.put(`/os-services/${serviceId}`, { forced_down: true }, { microversion: '2.53' })).status, 200);
     try {
-      assert.equal((await act(server.id, { 'os-stop': null })).status, 202);
-      const after = await settled(server.id);
+      assert.equal((await cc.act(server.id, { 'os-stop': null })).status, 202);
+      const after = await cc.settled(server.id);
       assert.equal(after.status, 'ACTIVE', 'still where it was');
       const actions = await cc.get(`/servers/${server.id}/os-instance-actions`);
       const stop = actions.body.instanceActions.find((a: any) => a.action === 'stop');

@@ -36,7 +36,7 @@ describe('evacuate', () => {
     assert.equal(res.status, 200, res.text);
   };
   const providerOf = async (host: string) => (await cc.get(`/placement/resource_providers?name=${host}`)).body.resource_providers[0].uuid as string;
-  const allocationHosts = async (consumer: string) => Object.keys((await cc.get(`/placement/allocations/${consumer}`)).body.allocations).sort();
+  const allocationHosts = async (consumer: string) => Object.keys(await cc.allocations(consumer)).sort();
   const driverOf = (host: string) => cc.cloud.agents.find((a) => a.host === host)!.driver as FakeDriver;
 
   it('is refused while the source compute service is up', async () => {

@@ -101,6 +101,13 @@ export class ComputeCloud {
   /** Waits until the server has no task state (an action ended); returns it. */
   settled = (id: string, token?: string) => this.waitServer(id, (s) => s['OS-EXT-STS:task_state'] === null, token);
 
+  /** What Placement holds for a consumer (an instance or a migration): provider uuid → { resources, generation }. */
+  async allocations(consumer: string): Promise<Record<string, { resources: Record<string, number> }>> {
+    const res = await this.get(`/placement/allocations/${consumer}`, { headers: { 'OpenStack-API-Version': 'placement 1.28' } });
+    assert.equal(res.status, 200, res.text);
+    return res.body.allocations;
+  }
+
   /** Lifts the instances, cores and ram quotas of a project (the admin's by default): tests that keep servers. */
   async unlimitedQuota(projectId = this.adminProject): Promise<void> {
     const res = await this.put(`/os-quota-sets/${projectId}`, { quota_set: { instances: -1, cores: -1, ram: -1 } });

@@ -30,10 +30,7 @@ describe('live migration', () => {
     const res = await cc.get(`/placement/resource_providers?name=${host}`);
     return res.body.resource_providers[0].uuid as string;
   };
-  const allocationHosts = async (consumer: string) => {
-    const res = await cc.get(`/placement/allocations/${consumer}`);
-    return Object.keys(res.body.allocations).sort();
-  };
+  const allocationHosts = async (consumer: string) => Object.keys(await cc.allocations(consumer)).sort();
   const otherHost = (host: string) => cc.cloud.agents.map((a) => a.host).find((h) => h !== host)!;
   /** Polls GET /servers/{id}/migrations until a migration matches. */
   const waitMigration = async (id: string, done: (m: any) => boolean, timeoutMs = 10_000) => {

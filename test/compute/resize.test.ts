@@ -13,11 +13,8 @@ async function helpers(cc: ComputeCloud) {
   const hv = await cc.get('/os-hypervisors', { microversion: '2.53' });
   assert.equal(hv.status, 200, hv.text);
   for (const h of hv.body.hypervisors) providers[h.hypervisor_hostname] = h.id;
-  const allocationsOf = async (consumer: string): Promise<Allocs> => {
-    const res = await cc.get(`/placement/allocations/${consumer}`, { headers: { 'OpenStack-API-Version': 'placement 1.28' } });
-    assert.equal(res.status, 200, res.text);
-    return Object.fromEntries(Object.entries(res.body.allocations as Record<string, any>).map(([rp, a]) => [rp, { resources: a.resources }]));
-  };
+  const allocationsOf = async (consumer: string): Promise<Allocs> =>
+    Object.fromEntries(Object.entries(await cc.allocations(consumer)).map(([rp, a]) => [rp, { resources: a.resources }]));
   const usagesOf = async (host: string): Promise<Record<string, number>> => {
     const res = await cc.get(`/placement/resource_providers/${providers[host]}/usages`);
     assert.equal(res.status, 200, res.text);

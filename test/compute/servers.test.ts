@@ -17,11 +17,7 @@ describe('servers', () => {
   });
   after(async () => cc?.close());
 
-  const allocationsOf = async (consumer: string) => {
-    const res = await cc.get(`/placement/allocations/${consumer}`, { headers: { 'OpenStack-API-Version': 'placement 1.28' } });
-    assert.equal(res.status, 200, res.text);
-    return res.body.allocations as Record<string, { resources: Record<string, number> }>;
-  };
+  const allocationsOf = (consumer: string) => cc.allocations(consumer);
 
   it('boots a server to ACTIVE on a fake host and claims its flavor in Placement', async () => {
     const created = await cc.boot({ name: 'web-1', imageRef: imageId, metadata: { role: 'web' } });

@@ -19,8 +19,6 @@ describe('snapshots, backups, rescue and rebuild', () => {
   });
   after(async () => cc?.close());
 
-  const act: ComputeCloud['act'] = (...args) => cc.act(...args);
-  const settled: ComputeCloud['settled'] = (...args) => cc.settled(...args);
   const booted = async (name: string, token?: string, fields: Record<string, unknown> = {}) => {
     return cc.bootActive({ name, imageRef: imageId, ...fields }, { token });
   };
@@ -36,7 +34,7 @@ describe('snapshots, backups, rescue and rebuild', () => {
 
   it('createImage: 2.45 body, task states in order, Nova\'s properties, a data copy of the disk; a second server boots from it', async () => {
     const server = await booted('snappy', cc.demoToken);
-    const res = await act(server.id, { createImage: { name: 'snap-1', metadata: { purpose: 'test' } } }, { token: cc.demoToken });
+    const res = await cc.act(server.id, { createImage: { name: 'snap-1', metadata: { purpose: 'test' } } }, { token: cc.demoToken });
     assert.equal(res.status, 202, res.text);
     const snapshotId = res.body.image_id;
     assert.match(snapshotId, /^[0-9a-f-]{36}$/);
@@ -82,38 +80,38 @@ describe('snapshots, backups, rescue and rebuild', () => {
 
   it('createImage before 2.45 answers with the image\'s Location; works on a stopped and a locked server; refuses bad bodies and states', async () => {
     const server = await booted('snap-old');
-    const res = await act(server.id, { createImage: { name: 'old-style' } }, { microversion: '2.44' });
+    const res = await cc.act(server.id, { createImage: { name: 'old-style' } }, { microversion: '2.44' });
     assert.equal(res.status, 202, res.text);
     assert.equal(res.text, '');
     const location = res.headers.get('location')!;
     assert.match(location, /\/image\/v2\/images\/[0-9a-f-]{36}$/);
     await waitImage(location.split('/').pop()!);
-    await settled(server.id);
+    await cc.settled(server.id);
 
-    assert.equal((await act(server.id, { 'os-stop': null })).status, 202);
-    await settled(server.id);
-    assert.equal((await act(server.id, { lock: null })).status, 202);
-    const stopped = await act(server.id, { createImage: { name: 'of-stopped' } });
+    assert.equal((await cc.act(server.id, { 'os-stop': null })).status, 202);
+    await cc.settled(server.id);
+    assert.equal((await cc.act(server.id, { lock: null })).status, 202);
+    const stopped = await cc.act(server.id, { createImage: { name: 'of-stopped' } });
     assert.equal(stopped.status, 202, 'Nova checks no lock for a snapshot');
     await waitImage(stopped.body.image_id);
-    const done = await settled(server.id);
+    const done = await cc.settled(server.id);
     assert.equal(done.status, 'SHUTOFF');
     assert.equal(done['OS-EXT-STS:power_state'], 4);
 
-    assertError(await act(server.id, { createImage: {} }), 400, "'name' is a required property");
-    assertError(await act(server.id, { createImage: { name: ' x' } }), 400);
-    assertError(await act(server.id, { createImage: { name: 'x', extra: 1 } }), 400, 'Additional properties');
-    assertError(await act(server.id, { createImage: { name: 'x', metadata: { k: 1 } } }), 400);
-    assert.equal((await act(server.id, { rescue: null })).status, 200, 'an admin rescues a locked server');
-    await settled(server.id);
-    assertError(await act(server.id, { createImage: { name: 'of-rescued' } }), 409, `Cannot 'createImage' instance ${server.id} while it is in vm_state rescued`);
+    assertError(await cc.act(server.id, { createImage: {} }), 400, "'name' is a required property");
+    assertError(await cc.act(server.id, { createImage: { name: ' x' } }), 400);
+    assertError(await cc.act(server.id, { createImage: { name: 'x', extra: 1 } }), 400, 'Additional properties');
+    assertError(await cc.act(server.id, { createImage: { name: 'x', metadata: { k: 1 } } }), 400);
+    assert.equal((await cc.act(server.id, { rescue: null })).status, 200, 'an admin rescues a locked server');
+    await cc.settled(server.id);
+    assertError(await cc.act(server.id, { createImage: { name: 'of-rescued' } }), 409, `Cannot 'createImage' instance ${server.id} while it is in vm_state rescued`);
   });
 
   it('a snapshot that fails deletes its image and leaves the server as it was', async () => {
     const server = await booted('snapfail-1');
-    const res = await act(server.id, { createImage: { name: 'doomed' } });
+    const res = await cc.act(server.id, { createImage: { name: 'doomed' } });
     assert.equal(res.status, 202, res.text);
-    const after = await settled(server.id);
+    const after = await cc.settled(server.id);
     assert.equal(after.status, 'ACTIVE');
     assert.equal((await cc.get(`/image/v2/images/${res.body.image_id}`)).status, 404);
     const actions = await cc.get(`/servers/${server.id}/os-instance-actions`);
@@ -125,15 +123,15 @@ describe('snapshots, backups, rescue and rebuild', () => {
     const server = await booted('backed-up', cc.demoToken);
     const backups: string[] = [];
     for (const n of [1, 2, 3]) {
-      const res = await act(server.id, { createBackup: { name: `daily-${n}`, backup_type: 'daily', rotation: 2, metadata: { n: String(n) } } }, { token: cc.demoToken });
+      const res = await cc.act(server.id, { createBackup: { name: `daily-${n}`, backup_type: 'daily', rotation: 2, metadata: { n: String(n) } } }, { token: cc.demoToken });
       assert.equal(res.status, 202, res.text);
       backups.push(res.body.image_id);
-      await settled(server.id, cc.demoToken);
+      await cc.settled(server.id, cc.demoToken);
     }
-    const weekly = await act(server.id, { createBackup: { name: 'weekly-1', backup_type: 'weekly', rotation: '1' } }, { token: cc.demoToken, microversion: '2.44' });
+    const weekly = await cc.act(server.id, { createBackup: { name: 'weekly-1', backup_type: 'weekly', rotation: '1' } }, { token: cc.demoToken, microversion: '2.44' });
     assert.equal(weekly.status, 202, weekly.text);
     assert.match(weekly.headers.get('location') ?? '', /\/compute\/v2\.1\/images\/[0-9a-f-]{36}$/);
-    await settled(server.id, cc.demoToken);
+    await cc.settled(server.id, cc.demoToken);
     const listed = await cc.get(`/image/v2/images?instance_uuid=${server.id}&sort_key=created_at&sort_dir=asc`, { token: cc.demoToken });
     assert.deepEqual(listed.body.images.map((i: any) => i.name), ['daily-2', 'daily-3', 'weekly-1']);
     const kept = await image(backups[2]);
@@ -142,55 +140,55 @@ describe('snapshots, backups, rescue and rebuild', () => {
     assert.equal(kept.n, '3');
     assert.equal((await cc.get(`/image/v2/images/${backups[0]}`)).status, 404, 'the oldest daily backup rotated out');
 
-    const none = await act(server.id, { createBackup: { name: 'daily-4', backup_type: 'daily', rotation: 0 } }, { token: cc.demoToken });
+    const none = await cc.act(server.id, { createBackup: { name: 'daily-4', backup_type: 'daily', rotation: 0 } }, { token: cc.demoToken });
     assert.equal(none.status, 202);
-    await settled(server.id, cc.demoToken);
+    await cc.settled(server.id, cc.demoToken);
     const left = await cc.get(`/image/v2/images?instance_uuid=${server.id}`, { token: cc.demoToken });
     assert.deepEqual(left.body.images.map((i: any) => i.name), ['weekly-1'], 'rotation 0 deletes every daily backup, the new one too');
 
-    assertError(await act(server.id, { createBackup: { name: 'x', backup_type: 'daily' } }), 400, "'rotation' is a required property");
-    assertError(await act(server.id, { createBackup: { name: 'x', backup_type: 'daily', rotation: -1 } }), 400);
+    assertError(await cc.act(server.id, { createBackup: { name: 'x', backup_type: 'daily' } }), 400, "'rotation' is a required property");
+    assertError(await cc.act(server.id, { createBackup: { name: 'x', backup_type: 'daily', rotation: -1 } }), 400);
   });
 
   it('rescue and unrescue: RESCUE with the adminPass, from the own or a given image; refusals; a failed rescue is ERROR', async () => {
     const server = await booted('rescuee', cc.demoToken);
-    const res = await act(server.id, { rescue: { adminPass: 'r3scue' } }, { token: cc.demoToken });
+    const res = await cc.act(server.id, { rescue: { adminPass: 'r3scue' } }, { token: cc.demoToken });
     assert.equal(res.status, 200, res.text);
     assert.deepEqual(res.body, { adminPass: 'r3scue' });
-    const rescued = await settled(server.id, cc.demoToken);
+    const rescued = await cc.settled(server.id, cc.demoToken);
     assert.equal(rescued.status, 'RESCUE');
     assert.equal(rescued['OS-EXT-STS:vm_state'], 'rescued');
     assert.equal(rescued['OS-EXT-STS:power_state'], 1);
-    const log = await act(server.id, { 'os-getConsoleOutput': {} }, { token: cc.demoToken });
+    const log = await cc.act(server.id, { 'os-getConsoleOutput': {} }, { token: cc.demoToken });
     assert.match(log.body.output, new RegExp(`rescued from image ${imageId}`));
-    assertError(await act(server.id, { rescue: null }, { token: cc.demoToken }), 409, 'vm_state rescued');
-    assertError(await act(server.id, { rebuild: { imageRef: imageId } }, { token: cc.demoToken }), 409, 'vm_state rescued');
-    assert.equal((await act(server.id, { unrescue: null }, { token: cc.demoToken })).status, 202);
-    const back = await settled(server.id, cc.demoToken);
+    assertError(await cc.act(server.id, { rescue: null }, { token: cc.demoToken }), 409, 'vm_state rescued');
+    assertError(await cc.act(server.id, { rebuild: { imageRef: imageId } }, { token: cc.demoToken }), 409, 'vm_state rescued');
+    assert.equal((await cc.act(server.id, { unrescue: null }, { token: cc.demoToken })).status, 202);
+    const back = await cc.settled(server.id, cc.demoToken);
     assert.equal(back.status, 'ACTIVE');
-    assertError(await act(server.id, { unrescue: null }, { token: cc.demoToken }), 409, `Cannot 'unrescue' instance ${server.id} while it is in vm_state active`);
+    assertError(await cc.act(server.id, { unrescue: null }, { token: cc.demoToken }), 409, `Cannot 'unrescue' instance ${server.id} while it is in vm_state active`);
 
     // A stopped server is rescued too; a generated password comes back; a given rescue image is used.
     const other = await cc.createImage({ name: 'rescue-image', visibility: 'public' });
-    assert.equal((await act(server.id, { 'os-stop': null }, { token: cc.demoToken })).status, 202);
-    await settled(server.id, cc.demoToken);
-    const generated = await act(server.id, { rescue: { rescue_image_ref: other } }, { token: cc.demoToken });
+    assert.equal((await cc.act(server.id, { 'os-stop': null }, { token: cc.demoToken })).status, 202);
+    await cc.settled(server.id, cc.demoToken);
+    const generated = await cc.act(server.id, { rescue: { rescue_image_ref: other } }, { token: cc.demoToken });
     assert.equal(generated.status, 200, generated.text);
     assert.equal(typeof generated.body.adminPass, 'string');
-    assert.equal((await settled(server.id, cc.demoToken)).status, 'RESCUE');
-    const log2 = await act(server.id, { 'os-getConsoleOutput': {} }, { token: cc.demoToken });
+    assert.equal((await cc.settled(server.id, cc.demoToken)).status, 'RESCUE');
+    const log2 = await cc.act(server.id, { 'os-getConsoleOutput': {} }, { token: cc.demoToken });
     assert.match(log2.body.output, new RegExp(`rescued from image ${other}\\n$`));
-    assert.equal((await act(server.id, { unrescue: null }, { token: cc.demoToken })).status, 202);
-    assert.equal((await settled(server.id, cc.demoToken)).status, 'ACTIVE');
+    assert.equal((await cc.act(server.id, { unrescue: null }, { token: cc.demoToken })).status, 202);
+    assert.equal((await cc.settled(server.id, cc.demoToken)).status, 'ACTIVE');
 
-    assertError(await act(server.id, { rescue: { rescue_image_ref: '00000000-0000-0000-0000-000000000000' } }), 400, 'is not supported');
-    assertError(await act(server.id, { rescue: { password: 'x' } }), 400, 'Additional properties');
+    assertError(await cc.act(server.id, { rescue: { rescue_image_ref: '00000000-0000-0000-0000-000000000000' } }), 400, 'is not supported');
+    assertError(await cc.act(server.id, { rescue: { password: 'x' } }), 400, 'Additional properties');
     const events = (await cc.get(`/servers/${server.id}/os-instance-actions`)).body.instanceActions.map((a: any) => a.action);
     assert.deepEqual(events.slice(0, 4), ['unrescue', 'rescue', 'stop', 'unrescue']);
 
     const failing = await booted('rescuefail-1');
-    assert.equal((await act(failing.id, { rescue: null })).status, 200);
-    const failed = await settled(failing.id);
+    assert.equal((await cc.act(failing.id, { rescue: null })).status, 200);
+    const failed = await cc.settled(failing.id);
     assert.equal(failed.status, 'ERROR');
     assert.match(failed.fault.message, /cannot be rescued: Driver Error/);
   });
@@ -200,7 +198,7 @@ describe('snapshots, backups, rescue and rebuild', () => {
     assert.equal(key.status, 200, key.text);
     const newImage = await cc.createImage({ name: 'new-os', visibility: 'public' });
     const server = await booted('rebuildee', cc.demoToken, { metadata: { old: '1' } });
-    const res = await act(server.id, {
+    const res = await cc.act(server.id, {
       rebuild: {
         imageRef: newImage, name: 'rebuilt', metadata: { fresh: 'yes' }, adminPass: 'n3w', key_name: 'rebuild-key',
         user_data: Buffer.from('#!/bin/sh\necho hi\n').toString('base64'), description: 'second life', preserve_ephemeral: true,
@@ -215,11 +213,11 @@ describe('snapshots, backups, rescue and rebuild', () => {
     assert.deepEqual(res.body.server.metadata, { fresh: 'yes' });
     assert.equal(res.body.server.description, 'second life');
     assert.equal(typeof res.body.server.user_data, 'string');
-    const done = await settled(server.id, cc.demoToken);
+    const done = await cc.settled(server.id, cc.demoToken);
     assert.equal(done.status, 'ACTIVE');
     assert.equal(done['OS-EXT-STS:power_state'], 1);
     assert.equal(done.image.id, newImage);
-    const log = await act(server.id, { 'os-getConsoleOutput': {} }, { token: cc.demoToken });
+    const log = await cc.act(server.id, { 'os-getConsoleOutput': {} }, { token: cc.demoToken });
     assert.match(log.body.output, new RegExp(`rebuilt from image ${newImage} \\(ephemeral disk kept\\)\\nbooted\\n$`));
     const rebuild = (await cc.get(`/servers/${server.id}/os-instance-actions`)).body.instanceActions[0];
     assert.equal(rebuild.action, 'rebuild');
@@ -229,13 +227,13 @@ describe('snapshots, backups, rescue and rebuild', () => {
     assert.equal(Object.keys(allocs.body.allocations).length, 1, 'a rebuild keeps its allocations');
 
     // A stopped server ends stopped; key_name null unsets the key.
-    assert.equal((await act(server.id, { 'os-stop': null }, { token: cc.demoToken })).status, 202);
-    await settled(server.id, cc.demoToken);
-    const again = await act(server.id, { rebuild: { imageRef: imageId, key_name: null } }, { token: cc.demoToken });
+    assert.equal((await cc.act(server.id, { 'os-stop': null }, { token: cc.demoToken })).status, 202);
+    await cc.settled(server.id, cc.demoToken);
+    const again = await cc.act(server.id, { rebuild: { imageRef: imageId, key_name: null } }, { token: cc.demoToken });
     assert.equal(again.status, 202, again.text);
     assert.equal(again.body.server.status, 'REBUILD');
     assert.equal(typeof again.body.server.adminPass, 'string', 'generated');
-    const stopped = await settled(server.id, cc.demoToken);
+    const stopped = await cc.settled(server.id, cc.demoToken);
     assert.equal(stopped.status, 'SHUTOFF');
     assert.equal(stopped['OS-EXT-STS:power_state'], 4);
     assert.equal(stopped.key_name, null);
@@ -244,37 +242,37 @@ describe('snapshots, backups, rescue and rebuild', () => {
 
   it('rebuild refusals: image checks as for a create, bad bodies, microversion gates, states, locks', async () => {
     const server = await booted('rebuild-refusals', cc.demoToken);
-    assertError(await act(server.id, { rebuild: { imageRef: '00000000-0000-0000-0000-000000000000' } }, { token: cc.demoToken }), 400, 'Cannot find image for rebuild');
+    assertError(await cc.act(server.id, { rebuild: { imageRef: '00000000-0000-0000-0000-000000000000' } }, { token: cc.demoToken }), 400, 'Cannot find image for rebuild');
     const big = await cc.createImage({ name: 'big', visibility: 'public', min_ram: 100000 });
-    assertError(await act(server.id, { rebuild: { imageRef: big } }, { token: cc.demoToken }), 400, "Flavor's memory is too small for requested image.");
+    assertError(await cc.act(server.id, { rebuild: { imageRef: big } }, { token: cc.demoToken }), 400, "Flavor's memory is too small for requested image.");
     const disk = await cc.createImage({ name: 'big-disk', visibility: 'public', min_disk: 50 });
-    assertError(await act(server.id, { rebuild: { imageRef: disk } }, { token: cc.demoToken }), 400, "Flavor's disk is smaller than the minimum size specified in image metadata");
+    assertError(await cc.act(server.id, { rebuild: { imageRef: disk } }, { token: cc.demoToken }), 400, "Flavor's disk is smaller than the minimum size specified in image metadata");
     const queued = await cc.post('/image/v2/images', { name: 'queued', disk_format: 'raw', container_format: 'bare', visibility: 'public' });
-    assertError(await act(server.id, { rebuild: { imageRef: queued.body.id } }, { token: cc.demoToken }), 400, `Image ${queued.body.id} is not active.`);
-    assertError(await act(server.id, { rebuild: {} }, { token: cc.demoToken }), 400, "'imageRef' is a required property");
-    assertError(await act(server.id, { rebuild: { imageRef: imageId, key_name: 'nope' } }, { token: cc.demoToken }), 400, 'Invalid key_name provided.');
-    assertError(await act(server.id, { rebuild: { imageRef: imageId, key_name: 'k' } }, { token: cc.demoToken, microversion: '2.53' }), 400, 'Additional properties');
-    assertError(await act(server.id, { rebuild: { imageRef: imageId, user_data: 'x' } }, { token: cc.demoToken, microversion: '2.56' }), 400, 'Additional properties');
-    assertError(await act(server.id, { rebuild: { imageRef: imageId, description: 'd' } }, { token: cc.demoToken, microversion: '2.18' }), 400, 'Additional properties');
-    assertError(await act(server.id, { rebuild: { imageRef: imageId, preserve_ephemeral: 'yes' } }, { token: cc.demoToken }), 400);
-    assertError(await act(server.id, { rebuild: { imageRef: imageId, trusted_image_certificates: ['c1'] } }, { token: cc.demoToken }), 400, 'not supported');
-    assert.equal((await act(server.id, { pause: null }, { token: cc.demoToken })).status, 202);
-    await settled(server.id, cc.demoToken);
-    assertError(await act(server.id, { rebuild: { imageRef: imageId } }, { token: cc.demoToken }), 409, `Cannot 'rebuild' instance ${server.id} while it is in vm_state paused`);
-    assert.equal((await act(server.id, { unpause: null }, { token: cc.demoToken })).status, 202);
-    await settled(server.id, cc.demoToken);
-    assert.equal((await act(server.id, { lock: null })).status, 202);
-    assertError(await act(server.id, { rebuild: { imageRef: imageId } }, { token: cc.demoToken }), 409, 'is locked');
-    assertError(await act(server.id, { rescue: null }, { token: cc.demoToken }), 409, 'is locked');
+    assertError(await cc.act(server.id, { rebuild: { imageRef: queued.body.id } }, { token: cc.demoToken }), 400, `Image ${queued.body.id} is not active.`);
+    assertError(await cc.act(server.id, { rebuild: {} }, { token: cc.demoToken }), 400, "'imageRef' is a required property");
+    assertError(await cc.act(server.id, { rebuild: { imageRef: imageId, key_name: 'nope' } }, { token: cc.demoToken }), 400, 'Invalid key_name provided.');
+    assertError(await cc.act(server.id, { rebuild: { imageRef: imageId, key_name: 'k' } }, { token: cc.demoToken, microversion: '2.53' }), 400, 'Additional properties');
+    assertError(await cc.act(server.id, { rebuild: { imageRef: imageId, user_data: 'x' } }, { token: cc.demoToken, microversion: '2.56' }), 400, 'Additional properties');
+    assertError(await cc.act(server.id, { rebuild: { imageRef: imageId, description: 'd' } }, { token: cc.demoToken, microversion: '2.18' }), 400, 'Additional properties');
+    assertError(await cc.act(server.id, { rebuild: { imageRef: imageId, preserve_ephemeral: 'yes' } }, { token: cc.demoToken }), 400);
+    assertError(await cc.act(server.id, { rebuild: { imageRef: imageId, trusted_image_certificates: ['c1'] } }, { token: cc.demoToken }), 400, 'not supported');
+    assert.equal((await cc.act(server.id, { pause: null }, { token: cc.demoToken })).status, 202);
+    await cc.settled(server.id, cc.demoToken);
+    assertError(await cc.act(server.id, { rebuild: { imageRef: imageId } }, { token: cc.demoToken }), 409, `Cannot 'rebuild' instance ${server.id} while it is in vm_state paused`);
+    assert.equal((await cc.act(server.id, { unpause: null }, { token: cc.demoToken })).status, 202);
+    await cc.settled(server.id, cc.demoToken);
+    assert.equal((await cc.act(server.id, { lock: null })).status, 202);
+    assertError(await cc.act(server.id, { rebuild: { imageRef: imageId } }, { token: cc.demoToken }), 409, 'is locked');
+    assertError(await cc.act(server.id, { rescue: null }, { token: cc.demoToken }), 409, 'is locked');
   });
 
   it('rebuilds an ERROR server; one that never got a host is scheduled again (No valid host: ERROR, nothing claimed)', async () => {
     const server = await booted('reset-error');
-    assert.equal((await act(server.id, { 'os-resetState': { state: 'error' } })).status, 202);
-    const res = await act(server.id, { rebuild: { imageRef: imageId } });
+    assert.equal((await cc.act(server.id, { 'os-resetState': { state: 'error' } })).status, 202);
+    const res = await cc.act(server.id, { rebuild: { imageRef: imageId } });
     assert.equal(res.status, 202, res.text);
     assert.equal(res.body.server.status, 'REBUILD');
-    const done = await settled(server.id);
+    const done = await cc.settled(server.id);
     assert.equal(done.status, 'ACTIVE', JSON.stringify(done.fault));
 
     const flavor = await cc.post('/flavors', { flavor: { name: 'needs-trait', ram: 512, vcpus: 1, disk: 1 } });
@@ -285,8 +283,8 @@ describe('snapshots, backups, rescue and rebuild', () => {
     const failed = await cc.waitServer(created.id);
     assert.equal(failed.status, 'ERROR');
     assert.equal(failed['OS-EXT-SRV-ATTR:host'], null);
-    assert.equal((await act(created.id, { rebuild: { imageRef: imageId } })).status, 202);
-    const again = await settled(created.id);
+    assert.equal((await cc.act(created.id, { rebuild: { imageRef: imageId } })).status, 202);
+    const again = await cc.settled(created.id);
     assert.equal(again.status, 'ERROR');
     assert.match(again.fault.message, /No valid host/);
     assert.deepEqual((await cc.get(`/placement/allocations/${created.id}`)).body.allocations, {});

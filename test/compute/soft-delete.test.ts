@@ -6,7 +6,6 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { assertError, startComputeCloud, type ComputeCloud } from './harness.js';
 
-const PLACEMENT = { 'OpenStack-API-Version': 'placement 1.28' };
 const RECLAIM_SECONDS = 3;
 
 async function setup(cc: ComputeCloud): Promise<string> {
@@ -26,8 +25,7 @@ describe('soft delete (reclaim_instance_interval set)', () => {
   after(async () => cc?.close());
 
   const act = (id: string, body: unknown, token?: string) => cc.post(`/servers/${id}/action`, body, { microversion: '2.79', token });
-  const settled: ComputeCloud['settled'] = (...args) => cc.settled(...args);
-  const allocations = async (id: string) => (await cc.get(`/placement/allocations/${id}`, { headers: PLACEMENT })).body.allocations;
+  const allocations = (id: string) => cc.allocations(id);
   const booted = async (name: string, token?: string) => {
     return cc.bootActive({ name, imageRef: imageId }, { token });
   };
@@ -47,7 +45,7 @@ describe('soft delete (reclaim_instance_interval set)', () => {
 
     const deleted = await cc.delete(`/servers/${server.id}`);
     assert.equal(deleted.status, 204, deleted.text);
-    const soft = await settled(server.id);
+    const soft = await cc.settled(server.id);
     assert.equal(soft.status, 'SOFT_DELETED');
     assert.equal(soft['OS-EXT-STS:vm_state'], 'soft-delete');
     assert.equal(soft['OS-EXT-STS:power_state'], 4);
@@ -60,7 +58,7 @@ describe('soft delete (reclaim_instance_interval set)', () => {
     assertError(await act(server.id, { 'os-start': null }), 409, 'vm_state soft-delete');
 
     assert.equal((await act(server.id, { restore: null })).status, 202);
-    const restored = await settled(server.id);
+    const restored = await cc.settled(server.id);
     assert.equal(restored.status, 'ACTIVE');
     assert.equal(restored['OS-EXT-STS:power_state'], 1);
     assert.deepEqual(await allocations(server.id), held);
@@ -71,11 +69,11 @@ describe('soft delete (reclaim_instance_interval set)', () => {
   it('a stopped server soft-deletes and restores to ACTIVE (powered on), as Nova restores', async () => {
     const server = await booted('soft-stopped');
     assert.equal((await act(server.id, { 'os-stop': null })).status, 202);
-    assert.equal((await settled(server.id)).status, 'SHUTOFF');
+    assert.equal((await cc.settled(server.id)).status, 'SHUTOFF');
     assert.equal((await cc.delete(`/servers/${server.id}`)).status, 204);
-    assert.equal((await settled(server.id)).status, 'SOFT_DELETED');
+    assert.equal((await cc.settled(server.id)).status, 'SOFT_DELETED');
     assert.equal((await act(server.id, { restore: {} })).status, 202);
-    const restored = await settled(server.id);
+    const restored = await cc.settled(server.id);
     assert.equal(restored.status, 'ACTIVE');
     assert.equal(restored['OS-EXT-STS:power_state'], 1);
     await cc.delete(`/servers/${server.id}`);
@@ -84,7 +82,7 @@ describe('soft delete (reclaim_instance_interval set)', () => {
   it('forceDelete deletes a soft-deleted server now and frees its allocations', async () => {
     const server = await booted('forced');
     assert.equal((await cc.delete(`/servers/${server.id}`)).status, 204);
-    assert.equal((await settled(server.id)).status, 'SOFT_DELETED');
+    assert.equal((await cc.settled(server.id)).status, 'SOFT_DELETED');
     assert.equal((await act(server.id, { forceDelete: null })).status, 202);
     await cc.waitServer(server.id, (s) => s.status === 'DELETED');
     assert.deepEqual(await allocations(server.id), {});
@@ -93,7 +91,7 @@ describe('soft delete (reclaim_instance_interval set)', () => {
   it('a locked server: the owner gets 409 on restore and forceDelete; a server never launched is deleted, not soft-deleted', async () => {
     const server = await booted('locked-soft', cc.demoToken);
     assert.equal((await cc.delete(`/servers/${server.id}`, { token: cc.demoToken })).status, 204);
-    assert.equal((await settled(server.id, cc.demoToken)).status, 'SOFT_DELETED');
+    assert.equal((await cc.settled(server.id, cc.demoToken)).status, 'SOFT_DELETED');
     assert.equal((await act(server.id, { lock: null })).status, 202, 'an admin locks it');
     assertError(await act(server.id, { restore: null }, cc.demoToken), 409, 'is locked');
     assertError(await act(server.id, { forceDelete: null }, cc.demoToken), 409, 'is locked');
@@ -111,7 +109,7 @@ describe('soft delete (reclaim_instance_interval set)', () => {
     const server = await booted('reclaimed');
     const since = Date.now();
     assert.equal((await cc.delete(`/servers/${server.id}`)).status, 204);
-    assert.equal((await settled(server.id)).status, 'SOFT_DELETED');
+    assert.equal((await cc.settled(server.id)).status, 'SOFT_DELETED');
     await cc.waitServer(server.id, (s) => s.status === 'DELETED', undefined, (RECLAIM_SECONDS * 3 + 5) * 1000);
     assert.ok(Date.now() - since >= RECLAIM_SECONDS * 1000, 'not reclaimed before the interval');
     assert.deepEqual(await allocations(server.id), {});

@@ -80,15 +80,6 @@ export function boolQuery(query: Query, key: string): boolean | undefined {
   throw new BadRequest(`Invalid input for query parameters ${key}. Value: ${value}. Unrecognized value '${value}', acceptable values are: '0', '1', 'f', 'false', 'n', 'no', 'off', 'on', 't', 'true', 'y', 'yes'`);
 }
 
-export function intQuery(query: Query, key: string, min = 0): number | undefined {
-  const value = one(query, key);
-  if (value === undefined) return undefined;
-  if (!/^-?\d+$/.test(value) || Number(value) < min) {
-    throw new BadRequest(`Invalid input for query parameters ${key}. Value: ${value}. '${value}' is not an integer${min > 0 ? ` >= ${min}` : ''}`);
-  }
-  return Number(value);
-}
-
 /** ISO 8601 without fractions, as Nova renders created/updated. */
 export function novaTime(iso: string | null | undefined): string | null {
   return iso ? iso.replace(/\.\d+Z$/, 'Z') : null;

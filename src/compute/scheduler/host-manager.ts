@@ -73,23 +73,12 @@ export interface HostManagerOptions {
  * What the scheduler keeps of a compute node between requests: the columns that change only
  * when the node reports (parsed once), valid while the node's updated_at stays the same.
  */
-interface NodeEntry {
+type NodeEntry = Pick<HostState, 'host' | 'nodename' | 'hypervisorType' | 'hypervisorVersion' | 'hostIp' | 'supportedInstances' | 'traits'
+  | 'capabilities' | 'cpuInfo' | 'vcpus' | 'memoryMb' | 'localGb' | 'cpuAllocationRatio' | 'ramAllocationRatio' | 'diskAllocationRatio'
+  | 'reservedHostCpus' | 'reservedHostMemoryMb' | 'reservedHostDiskMb' | 'capacity'> & {
   updatedAt: string | null;
   serviceId: string;
-  host: string;
-  nodename: string;
-  hypervisorType: string;
-  hypervisorVersion: number;
-  hostIp: string | null;
-  supportedInstances: [string, string, string][];
-  traits: string[];
-  capabilities: Record<string, unknown>;
-  cpuInfo: Record<string, unknown>;
-  vcpus: number; memoryMb: number; localGb: number;
-  cpuAllocationRatio: number; ramAllocationRatio: number; diskAllocationRatio: number;
-  reservedHostCpus: number; reservedHostMemoryMb: number; reservedHostDiskMb: number;
-  capacity: Resources;
-}
+};
 
 /** A compute service's latest heartbeat as last read: the newest of updated_at and last_seen_up, else created_at. */
 interface Beat { ms: number; iso: string | null }
