@@ -6,7 +6,10 @@ set -euo pipefail
 
 # Debian's openstack CLI drives the compatibility tests (test/cli).
 # qemu-utils gives qemu-img, which the image service uses to inspect and convert images.
-packages=(python3-openstackclient qemu-utils)
+# qemu-system-x86, genisoimage (config drives) and socat (metadata forwarding) run real guests;
+# busybox-static, linux-image-amd64, syslinux, mtools, dosfstools and fdisk build the test guest.
+packages=(python3-openstackclient qemu-utils qemu-system-x86 genisoimage socat
+  busybox-static linux-image-amd64 syslinux syslinux-common mtools dosfstools fdisk)
 
 missing=()
 for pkg in "${packages[@]}"; do

@@ -16,6 +16,7 @@ import { createImageService, type Image } from '../image/index.js';
 import { createPlacement, type Placement } from '../placement/index.js';
 import { createCompute, type Compute } from '../compute/index.js';
 import { startComputeAgent, type ComputeAgent } from '../compute/agent/agent.js';
+import { createNetworking, type Networking } from '../network/index.js';
 
 export interface CloudOptions {
   dataDir: string;
@@ -42,6 +43,7 @@ export interface Cloud {
   image: Image;
   placement: Placement;
   compute: Compute;
+  network: Networking;
   agents: ComputeAgent[];
   config: Config;
   close(): Promise<void>;
@@ -53,6 +55,7 @@ const SERVICES = [
   { type: 'image', name: 'glance', path: '/image', description: 'Image Service' },
   { type: 'placement', name: 'placement', path: '/placement', description: 'Placement Service' },
   { type: 'compute', name: 'nova', path: '/compute/v2.1', description: 'Compute Service' },
+  { type: 'network', name: 'neutron', path: '/networking', description: 'Networking Service' },
 ];
 
 export async function startCloud(options: CloudOptions): Promise<Cloud> {
@@ -68,6 +71,7 @@ export async function startCloud(options: CloudOptions): Promise<Cloud> {
   const identity = await createIdentity({ config, database, bus, policy, dataDir: options.dataDir });
   const placement = await createPlacement({ config, database, policy, tokens: identity.tokens, logger: logger.child('placement') });
   const image = await createImageService({ config, database, policy, tokens: identity.tokens, dataDir: options.dataDir, logger: logger.child('image') });
+  const network = await createNetworking({ config, database, bus, policy, tokens: identity.tokens, logger: logger.child('network') });
   const compute = await createCompute({ config, database, bus, policy, tokens: identity.tokens, logger: logger.child('compute'), placement: placement.placement, images: image.images });
   const policyFile = config.getOptional('oslo_policy', 'policy_file');
   if (policyFile) policy.loadOverrides(policyFile);
@@ -77,6 +81,7 @@ export async function startCloud(options: CloudOptions): Promise<Cloud> {
   app.register(image.api, { prefix: '/image' });
   app.register(placement.api, { prefix: '/placement' });
   app.register(compute.api, { prefix: '/compute' });
+  app.register(network.api, { prefix: '/networking' });
   const serviceUrls = (base: string): CatalogService[] => SERVICES.map((s) => ({ type: s.type, name: s.name, description: s.description, url: `${base}${s.path}` }));
   app.get('/', async (request) => {
     const base = `${request.protocol}://${request.headers.host}`;
@@ -97,15 +102,17 @@ export async function startCloud(options: CloudOptions): Promise<Cloud> {
   });
   writeOpenrc(options.dataDir, publicBase, region, passwords);
   await compute.services.flavors.ensureDefaultFlavors();
+  await network.start();
   await compute.start();
   const agents = await startAgents(config, bus, logger, options.computeHosts);
 
   return {
-    url: publicBase, app, database, bus, identity, image, placement, compute, agents, config,
+    url: publicBase, app, database, bus, identity, image, placement, compute, network, agents, config,
     close: async () => {
       await app.close();
       await Promise.all(agents.map((agent) => agent.close()));
       await compute.close();
+      await network.close();
       await image.images.settle();
       await bus.close();
       await database.close();

@@ -50,6 +50,20 @@ export interface InstanceSpec {
   metadata: Record<string, string>;
   configDrive: boolean;
   adminPass: string | null;
+  /** The ports the instance is plugged into, in device order (Nova's network_info); empty without networks. */
+  vifs?: InstanceVif[];
+}
+
+/** One port of an instance as the virt driver and the config drive need it (Nova's network_info VIF). */
+export interface InstanceVif {
+  portId: string;
+  networkId: string;
+  macAddress: string;
+  mtu: number;
+  /** Neutron's binding:vif_type and binding:vif_details, as the host's network agent bound the port. */
+  vifType: string;
+  vifDetails: Record<string, unknown>;
+  fixedIps: { subnetId: string; ipAddress: string; version: 4 | 6; cidr: string; gatewayIp: string | null; dnsNameservers: string[]; enableDhcp: boolean }[];
 }
 
 /** Methods the conductor serves (topic CONDUCTOR_TOPIC). */

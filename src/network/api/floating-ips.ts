@@ -1,0 +1,7 @@
+import type { NetworkApiArea } from './common.js';
+
+export const floatingIpArea: NetworkApiArea = {
+  routes() {},
+  policy: {},
+  extensions: [],
+};

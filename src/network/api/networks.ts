@@ -1,0 +1,7 @@
+import type { NetworkApiArea } from './common.js';
+
+export const networkArea: NetworkApiArea = {
+  routes() {},
+  policy: {},
+  extensions: [],
+};

@@ -1,0 +1,5 @@
+import type { NetworkContext } from './index.js';
+
+export class FloatingIpService {
+  constructor(private readonly context: NetworkContext) {}
+}

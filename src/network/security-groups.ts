@@ -1,0 +1,5 @@
+import type { NetworkContext } from './index.js';
+
+export class SecurityGroupService {
+  constructor(private readonly context: NetworkContext) {}
+}
