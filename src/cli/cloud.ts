@@ -17,6 +17,7 @@ import { createPlacement, type Placement } from '../placement/index.js';
 import { createCompute, type Compute } from '../compute/index.js';
 import { startComputeAgent, type ComputeAgent } from '../compute/agent/agent.js';
 import { createNetworking, type Networking } from '../network/index.js';
+import { startNoopNetworkAgent, type NetworkAgentHandle } from '../network/agent/noop.js';
 
 export interface CloudOptions {
   dataDir: string;
@@ -45,6 +46,8 @@ export interface Cloud {
   compute: Compute;
   network: Networking;
   agents: ComputeAgent[];
+  /** The network agent of each compute host this process runs (no-op until the data plane agent lands). */
+  networkAgents: NetworkAgentHandle[];
   config: Config;
   close(): Promise<void>;
 }
@@ -105,11 +108,14 @@ export async function startCloud(options: CloudOptions): Promise<Cloud> {
   await network.start();
   await compute.start();
   const agents = await startAgents(config, bus, logger, options.computeHosts);
+  const networkAgents = await Promise.all(agents.map((agent) => startNoopNetworkAgent({ config, bus, host: agent.host, logger: logger.child(`network-agent.${agent.host}`) })));
+  await Promise.all(networkAgents.map((agent) => agent.registered));
 
   return {
-    url: publicBase, app, database, bus, identity, image, placement, compute, network, agents, config,
+    url: publicBase, app, database, bus, identity, image, placement, compute, network, agents, networkAgents, config,
     close: async () => {
       await app.close();
+      await Promise.all(networkAgents.map((agent) => agent.close()));
       await Promise.all(agents.map((agent) => agent.close()));
       await compute.close();
       await network.close();

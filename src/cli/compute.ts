@@ -6,6 +6,7 @@ import type { Config } from '../core/config.js';
 import { setLogLevel, type Logger } from '../core/log.js';
 import { createBus } from '../bus/index.js';
 import { startComputeAgent } from '../compute/agent/agent.js';
+import { startNoopNetworkAgent } from '../network/agent/noop.js';
 
 export interface ComputeCommandOptions {
   config: Config;
@@ -36,10 +37,13 @@ export async function runComputeAgent(options: ComputeCommandOptions): Promise<{
   }
   const running = agent;
   void running.registered.then(() => undefined, () => undefined);
+  // The host's network agent (no-op until the data plane agent lands) registers in the background too.
+  const networkAgent = await startNoopNetworkAgent({ config, bus, host, logger: options.logger.child(`network-agent.${host}`) });
   return {
     host,
     driver: running.driver.name,
     stop: async () => {
+      await networkAgent.close();
       await running.close();
       await bus.close();
     },

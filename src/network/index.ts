@@ -68,7 +68,7 @@ export async function createNetworking(options: { config: Config; database: Data
     floatingIps: new FloatingIpService(context),
   };
   context.services = services;
-  const api = networkApi({ network: services, policy: options.policy, tokens: options.tokens, maxLimit: options.config.getInt('DEFAULT', 'pagination_max_limit', -1) });
+  const api = networkApi({ network: services, database: options.database, policy: options.policy, tokens: options.tokens, maxLimit: options.config.getInt('DEFAULT', 'pagination_max_limit', -1) });
   return {
     services, api,
     start: () => services.agents.start(),

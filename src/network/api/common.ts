@@ -6,10 +6,13 @@ import { BadRequest, Forbidden, NotFound } from '../../core/errors.js';
 import { authOf } from '../../http/auth.js';
 import type { PolicyEngine } from '../../http/policy.js';
 import type { NetworkServices } from '../index.js';
+import type { Database } from '../../db/index.js';
 import { neutronError } from './errors.js';
 
 export interface NetworkApiDeps {
   network: NetworkServices;
+  /** For the few routes that touch rows of several areas at once (tags). */
+  database: Database;
   policy: PolicyEngine;
   /** [DEFAULT] pagination_max_limit: the largest page any list returns (-1: no limit). */
   maxLimit: number;
@@ -72,10 +75,12 @@ const RESERVED = new Set(['fields', 'sort_key', 'sort_dir', 'limit', 'marker', '
  * One Neutron list, done on rendered objects: filters (`?name=a&name=b` matches either; values are
  * compared as the rendered JSON's string form, so booleans are `true`/`false` and numbers plain),
  * tag filters, sorting by `sort_key`/`sort_dir` pairs, paging, then `fields`. Unknown filter
- * attributes are ignored, as Neutron does for attributes that are not filterable.
+ * attributes are ignored, as Neutron does for attributes that are not filterable. Filters in
+ * `options.handled` are left to the route.
  */
-export function listView<T extends Record<string, unknown>>(request: FastifyRequest, deps: NetworkApiDeps, collection: string, items: T[]): Record<string, unknown> {
-  const query = request.query as Query;
+export function listView<T extends Record<string, unknown>>(request: FastifyRequest, deps: NetworkApiDeps, collection: string, items: T[], options: { handled?: string[] } = {}): Record<string, unknown> {
+  // `handled`: filters the route applied itself (e.g. ports' fixed_ips=ip_address=...).
+  const query = Object.fromEntries(Object.entries(request.query as Query).filter(([key]) => !options.handled?.includes(key))) as Query;
   const all = (key: string) => { const v = query[key]; return v === undefined ? [] : Array.isArray(v) ? v : [v]; };
   let result = items.filter((item) => {
     for (const [key, raw] of Object.entries(query)) {

@@ -1,0 +1,49 @@
+// IP address management under concurrency on every engine: many port creates at once on one
+// subnet, through the real API of the in-process cloud on SQLite, PostgreSQL and MariaDB, never
+// hand out an address twice; once the pool is used up the next creates answer 409
+// IpAddressGenerationFailure and leave no port behind.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { testEngines } from '../../src/db/testing.js';
+import { assertNeutronError, startNetworkCloud } from './harness.js';
+
+for (const engine of testEngines()) {
+  describe(`IPAM on ${engine.engine}`, { skip: engine.skip }, () => {
+    it('gives 40 concurrent ports on a /26 distinct addresses and refuses the ones past the pool', async () => {
+      const target = await engine.create();
+      const nc = await startNetworkCloud({ database: { connection: target.connection } });
+      try {
+        const network = await nc.network({ name: 'busy', port_security_enabled: false }, nc.demoToken);
+        const subnet = await nc.subnet(network.id, { cidr: '10.50.0.0/26' }, nc.demoToken);
+        const poolSize = 61; // .2 - .62: all but the network, gateway and broadcast addresses
+        const create = () => nc.post('/ports', { port: { network_id: network.id } }, { token: nc.demoToken });
+
+        const first = await Promise.all(Array.from({ length: 40 }, create));
+        for (const res of first) assert.equal(res.status, 201, res.text);
+        const addresses = first.map((res) => res.body.port.fixed_ips[0].ip_address as string);
+        assert.equal(new Set(addresses).size, 40, `duplicates among ${addresses.join(' ')}`);
+        for (const ip of addresses) {
+          const last = Number(ip.split('.')[3]);
+          assert.ok(ip.startsWith('10.50.0.') && last >= 2 && last <= 62, ip);
+        }
+
+        // The remaining 21 plus 4 too many, again all at once.
+        const rest = await Promise.all(Array.from({ length: poolSize - 40 + 4 }, create));
+        const made = rest.filter((res) => res.status === 201);
+        const refused = rest.filter((res) => res.status !== 201);
+        assert.equal(made.length, poolSize - 40, rest.filter((r) => r.status !== 201 && r.status !== 409).map((r) => r.text).join('\n'));
+        assert.equal(refused.length, 4);
+        for (const res of refused) assertNeutronError(res, 409, 'IpAddressGenerationFailure');
+        const all = [...addresses, ...made.map((res) => res.body.port.fixed_ips[0].ip_address as string)];
+        assert.equal(new Set(all).size, poolSize);
+
+        const listed = await nc.get(`/ports?network_id=${network.id}`, { token: nc.demoToken });
+        assert.equal(listed.body.ports.length, poolSize, 'refused creates left no port behind');
+        assert.ok(listed.body.ports.every((p: any) => p.fixed_ips.length === 1 && p.fixed_ips[0].subnet_id === subnet.id));
+      } finally {
+        await nc.close();
+        await target.drop();
+      }
+    });
+  });
+}
