@@ -31,7 +31,7 @@ export interface NetworkAgent {
 }
 
 /** What the security group area offers the agents (src/network/security-groups.ts). */
-interface SecurityGroupRules { rulesOf(groupIds: string[]): Promise<FilterRule[]> }
+interface SecurityGroupRules { rulesOf(groupIds: string[]): Promise<(Omit<FilterRule, never> & { normalizedCidr?: string | null })[]> }
 /** What the L3 area offers the agents (src/network/routers.ts): a router as its agent runs it, null when gone. */
 interface RouterSetups { routerSetup?(routerId: string): Promise<RouterSetup | null> }
 
@@ -173,7 +173,10 @@ export class AgentService {
     for (const port of ports) byHost.set(port.binding.hostId, [...(byHost.get(port.binding.hostId) ?? []), port]);
     if (byHost.size === 0) return;
     const allGroups = [...new Set(ports.flatMap((p) => p.securityGroups))];
-    const rules = await (this.context.services.securityGroups as unknown as SecurityGroupRules).rulesOf(allGroups);
+    const rules: FilterRule[] = (await (this.context.services.securityGroups as unknown as SecurityGroupRules).rulesOf(allGroups)).map((r) => ({
+      id: r.id, securityGroupId: r.securityGroupId, direction: r.direction, ethertype: r.ethertype, protocol: r.protocol,
+      portRangeMin: r.portRangeMin, portRangeMax: r.portRangeMax, remoteIpPrefix: r.normalizedCidr ?? r.remoteIpPrefix, remoteGroupId: r.remoteGroupId,
+    }));
     // Members of remote groups: the addresses the agent admits for a remote_group_id rule.
     const groupMembers: Record<string, string[]> = {};
     const remote = [...new Set(rules.map((r) => r.remoteGroupId).filter((g): g is string => !!g))];

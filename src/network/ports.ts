@@ -317,12 +317,8 @@ export class PortService {
         mac = this.mac(changes.macAddress);
         set.mac_address = mac;
       }
-      try {
-        await trx.updateTable('network_ports').set(set).where('id', '=', id).execute();
-      } catch (err) {
-        if ((err as { code?: string }).code && set.mac_address) throw macInUse(current.networkId, mac);
-        throw err;
-      }
+      const updated = await insertUnlessDuplicate(trx, (t) => t.updateTable('network_ports').set(set).where('id', '=', id).execute());
+      if (!updated) throw macInUse(current.networkId, mac);
       if (changes.fixedIps !== undefined) await this.replaceFixedIps(trx, current, mac, changes.deviceOwner ?? current.deviceOwner, changes.fixedIps);
       if (groups !== undefined) {
         await trx.deleteFrom('network_port_security_groups').where('port_id', '=', id).execute();

@@ -70,6 +70,44 @@ export type SubnetUpdate = Partial<Pick<SubnetCreate, 'name' | 'description' | '
 /** Device owners that may hold a subnet's gateway address. */
 export const ROUTER_INTERFACE_OWNERS = ['network:router_interface', 'network:router_interface_distributed', 'network:ha_router_replicated_interface', 'network:router_gateway'];
 
+export interface SubnetPool {
+  id: string;
+  projectId: string;
+  name: string;
+  description: string;
+  ipVersion: IpVersion;
+  prefixes: string[];
+  defaultPrefixlen: number;
+  minPrefixlen: number;
+  maxPrefixlen: number;
+  defaultQuota: number | null;
+  isDefault: boolean;
+  shared: boolean;
+  addressScopeId: string | null;
+  tags: string[];
+  revisionNumber: number;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface SubnetPoolCreate {
+  projectId: string;
+  name?: string;
+  description?: string;
+  prefixes: string[];
+  defaultPrefixlen?: number;
+  minPrefixlen?: number;
+  maxPrefixlen?: number;
+  defaultQuota?: number | null;
+  isDefault?: boolean;
+  shared?: boolean;
+  addressScopeId?: string | null;
+  tags?: string[];
+}
+
+export type SubnetPoolUpdate = Partial<Omit<SubnetPoolCreate, 'projectId' | 'shared' | 'tags'>> & { addPrefixes?: string[]; removePrefixes?: string[] };
+
+export const subnetPoolNotFound = (id: string) => neutronError(new NotFound(`Subnet pool ${id} could not be found.`), 'SubnetPoolNotFound');
 export const subnetNotFound = (id: string) => neutronError(new NotFound(`Subnet ${id} could not be found.`), 'SubnetNotFound');
 const invalid = (message: string) => neutronError(new BadRequest(`Invalid input for operation: ${message}`), 'InvalidInput');
 
@@ -356,7 +394,149 @@ export class SubnetService {
     });
   }
 
-  // --- subnet pools (filled by the subnet pool work) ------------------------------------------
+  // --- subnet pools ----------------------------------------------------------------------------
+
+  async getPool(id: string, db: Kysely<any> = this.db): Promise<SubnetPool> {
+    const [pool] = await this.loadPools(db, [id]);
+    if (!pool) throw subnetPoolNotFound(id);
+    return pool;
+  }
+
+  async listPools(ids?: string[]): Promise<SubnetPool[]> {
+    return this.loadPools(this.db, ids);
+  }
+
+  private async loadPools(db: Kysely<any>, ids?: string[]): Promise<SubnetPool[]> {
+    let query = db.selectFrom('network_subnet_pools').selectAll();
+    if (ids) query = query.where('id', 'in', ids.length > 0 ? ids : ['']);
+    const rows = await query.orderBy('id').execute();
+    if (rows.length === 0) return [];
+    const prefixes = new Map<string, Cidr[]>(rows.map((r) => [r.id as string, []]));
+    const poolIds = rows.map((r) => r.id as string);
+    for (const p of await db.selectFrom('network_subnet_pool_prefixes').selectAll().where('subnetpool_id', 'in', poolIds).execute()) prefixes.get(p.subnetpool_id)?.push(parseCidr(p.cidr)!);
+    const tags = await tagsOf(db, 'subnetpools', poolIds);
+    return rows.map((r) => ({
+      id: r.id, projectId: r.project_id, name: r.name, description: r.description, ipVersion: Number(r.ip_version) as IpVersion,
+      prefixes: prefixes.get(r.id)!.sort((a, b) => (a.network < b.network ? -1 : a.network > b.network ? 1 : a.prefixlen - b.prefixlen)).map(formatCidr),
+      defaultPrefixlen: Number(r.default_prefixlen), minPrefixlen: Number(r.min_prefixlen), maxPrefixlen: Number(r.max_prefixlen),
+      defaultQuota: r.default_quota === null || r.default_quota === undefined ? null : Number(r.default_quota),
+      isDefault: !!r.is_default, shared: !!r.shared, addressScopeId: r.address_scope_id ?? null, tags: tags.get(r.id) ?? [],
+      revisionNumber: Number(r.revision_number), createdAt: r.created_at, updatedAt: r.updated_at,
+    }));
+  }
+
+  async createPool(body: SubnetPoolCreate): Promise<SubnetPool> {
+    if (body.addressScopeId) throw neutronError(new NotFound(`Address scope ${body.addressScopeId} could not be found.`), 'AddressScopeNotFound');
+    const prefixes = mergePrefixes(this.prefixes(body.prefixes));
+    const version = prefixes[0].version;
+    const bounds = this.bounds(version, body);
+    const id = newUuid();
+    await inTransaction(this.context.database, undefined, async (trx) => {
+      await this.context.services.quotas.check(trx, body.projectId, 'subnetpool');
+      if (body.isDefault) await this.refuseSecondDefault(trx, version, id);
+      const now = nowStamp();
+      await trx.insertInto('network_subnet_pools').values({
+        id, project_id: body.projectId, name: body.name ?? '', description: body.description ?? '', ip_version: version,
+        default_prefixlen: bounds.defaultPrefixlen, min_prefixlen: bounds.minPrefixlen, max_prefixlen: bounds.maxPrefixlen,
+        default_quota: body.defaultQuota ?? null, is_default: body.isDefault ? 1 : 0, shared: body.shared ? 1 : 0, address_scope_id: null,
+        revision_number: 1, created_at: now, updated_at: now,
+      }).execute();
+      await trx.insertInto('network_subnet_pool_prefixes').values(prefixes.map((p) => ({ subnetpool_id: id, cidr: formatCidr(p) }))).execute();
+      if (body.tags) await replaceTags(trx, 'subnetpools', id, body.tags);
+    });
+    return this.getPool(id);
+  }
+
+  /**
+   * Changes a pool. Prefixes may only grow (Neutron: the old ones must stay covered);
+   * `removePrefixes` takes away prefixes no subnet of the pool uses (subnetpool-prefix-ops).
+   */
+  async updatePool(id: string, changes: SubnetPoolUpdate): Promise<SubnetPool> {
+    await inTransaction(this.context.database, undefined, async (trx) => {
+      const current = await this.getPool(id, trx);
+      const set: Record<string, unknown> = { revision_number: current.revisionNumber + 1, updated_at: nowStamp() };
+      if (changes.name !== undefined) set.name = changes.name;
+      if (changes.description !== undefined) set.description = changes.description;
+      if (changes.defaultQuota !== undefined) set.default_quota = changes.defaultQuota;
+      if (changes.isDefault !== undefined) {
+        if (changes.isDefault) await this.refuseSecondDefault(trx, current.ipVersion, id);
+        set.is_default = changes.isDefault ? 1 : 0;
+      }
+      if (changes.addressScopeId) throw neutronError(new NotFound(`Address scope ${changes.addressScopeId} could not be found.`), 'AddressScopeNotFound');
+      const bounds = this.bounds(current.ipVersion, {
+        defaultPrefixlen: changes.defaultPrefixlen ?? (changes.minPrefixlen !== undefined && changes.minPrefixlen > current.defaultPrefixlen ? changes.minPrefixlen : current.defaultPrefixlen),
+        minPrefixlen: changes.minPrefixlen ?? current.minPrefixlen, maxPrefixlen: changes.maxPrefixlen ?? current.maxPrefixlen,
+      });
+      Object.assign(set, { default_prefixlen: bounds.defaultPrefixlen, min_prefixlen: bounds.minPrefixlen, max_prefixlen: bounds.maxPrefixlen });
+      let prefixes = current.prefixes.map((p) => parseCidr(p)!);
+      if (changes.prefixes !== undefined || changes.addPrefixes !== undefined) {
+        const wanted = this.prefixes(changes.prefixes ?? [...current.prefixes, ...(changes.addPrefixes ?? [])]);
+        if (wanted.some((p) => p.version !== current.ipVersion)) throw invalid('Illegal subnetpool prefix: all prefixes must be of the pool\'s IP version.');
+        const merged = mergePrefixes(wanted);
+        for (const old of prefixes) {
+          if (!merged.some((p) => p.prefixlen <= old.prefixlen && contains(p, { version: old.version, value: old.network }))) {
+            throw invalid(`Illegal update to prefixes: ${formatCidr(old)} must be included in the new prefixes.`);
+          }
+        }
+        prefixes = merged;
+      }
+      if (changes.removePrefixes !== undefined) {
+        const removed = this.prefixes(changes.removePrefixes);
+        const subnets = (await trx.selectFrom('network_subnets').select('cidr').where('subnetpool_id', '=', id).execute()).map((r) => parseCidr(r.cidr)!);
+        for (const prefix of removed) {
+          const used = subnets.find((s) => overlaps(s, prefix));
+          if (used) throw invalid(`Illegal update to prefixes: prefix ${formatCidr(prefix)} is in use by subnet ${formatCidr(used)}.`);
+        }
+        prefixes = prefixes.filter((p) => !removed.some((r) => r.network === p.network && r.prefixlen === p.prefixlen));
+      }
+      await trx.updateTable('network_subnet_pools').set(set).where('id', '=', id).execute();
+      await trx.deleteFrom('network_subnet_pool_prefixes').where('subnetpool_id', '=', id).execute();
+      if (prefixes.length > 0) await trx.insertInto('network_subnet_pool_prefixes').values(prefixes.map((p) => ({ subnetpool_id: id, cidr: formatCidr(p) }))).execute();
+    });
+    return this.getPool(id);
+  }
+
+  async deletePool(id: string): Promise<void> {
+    await inTransaction(this.context.database, undefined, async (trx) => {
+      await this.getPool(id, trx);
+      const used = await trx.selectFrom('network_subnets').select('id').where('subnetpool_id', '=', id).limit(1).execute();
+      if (used.length > 0) throw neutronError(new Conflict(`Unable to complete operation on subnet pool ${id}. Subnet pool has existing allocations.`), 'SubnetPoolInUse');
+      await trx.deleteFrom('network_subnet_pool_prefixes').where('subnetpool_id', '=', id).execute();
+      await trx.deleteFrom('network_tags').where('resource_type', '=', 'subnetpools').where('resource_id', '=', id).execute();
+      await trx.deleteFrom('network_subnet_pools').where('id', '=', id).execute();
+    });
+  }
+
+  private prefixes(list: string[] | undefined): Cidr[] {
+    if (!Array.isArray(list) || list.length === 0) throw invalid('prefixes: at least one prefix is required.');
+    const parsed = list.map((text) => {
+      const cidr = parseCidr(text);
+      if (!cidr || typeof text !== 'string' || !text.includes('/')) throw invalid(`'${String(text)}' is not a valid IP subnet.`);
+      return cidr;
+    });
+    if (new Set(parsed.map((p) => p.version)).size > 1) throw invalid('Illegal subnetpool prefix: prefixes must all be of one IP version.');
+    return parsed;
+  }
+
+  private bounds(version: IpVersion, body: { defaultPrefixlen?: number; minPrefixlen?: number; maxPrefixlen?: number }) {
+    const bits = bitsOf(version);
+    const minPrefixlen = body.minPrefixlen ?? (version === 4 ? 8 : 64);
+    const maxPrefixlen = body.maxPrefixlen ?? bits;
+    const defaultPrefixlen = body.defaultPrefixlen ?? minPrefixlen;
+    for (const [name, value] of [['min_prefixlen', minPrefixlen], ['max_prefixlen', maxPrefixlen], ['default_prefixlen', defaultPrefixlen]] as const) {
+      if (!Number.isInteger(value) || value < 0 || value > bits) throw invalid(`${name} ${value} is not in 0..${bits}.`);
+    }
+    if (!(minPrefixlen <= defaultPrefixlen && defaultPrefixlen <= maxPrefixlen)) {
+      throw invalid(`Illegal prefix bounds: default_prefixlen=${defaultPrefixlen}, min_prefixlen=${minPrefixlen}, max_prefixlen=${maxPrefixlen}.`);
+    }
+    return { defaultPrefixlen, minPrefixlen, maxPrefixlen };
+  }
+
+  private async refuseSecondDefault(trx: Kysely<any>, version: IpVersion, id: string): Promise<void> {
+    const other = await trx.selectFrom('network_subnet_pools').select('id').where('is_default', '=', 1).where('ip_version', '=', version).where('id', '!=', id).executeTakeFirst();
+    if (other) throw invalid(`A default subnetpool for this IP family has already been set. Only one default may exist per IP family (${other.id}).`);
+  }
+
 
   async defaultPoolId(trx: Kysely<any>, version: IpVersion): Promise<string> {
     const row = await trx.selectFrom('network_subnet_pools').select('id').where('is_default', '=', 1).where('ip_version', '=', version).executeTakeFirst();
@@ -366,7 +546,7 @@ export class SubnetService {
 
   async allocateFromPool(trx: Kysely<any>, poolId: string, version: IpVersion, cidrText?: string, prefixlen?: number): Promise<Cidr> {
     const pool = await trx.selectFrom('network_subnet_pools').selectAll().where('id', '=', poolId).executeTakeFirst();
-    if (!pool) throw neutronError(new NotFound(`Subnet pool ${poolId} could not be found.`), 'SubnetPoolNotFound');
+    if (!pool) throw subnetPoolNotFound(poolId);
     if (Number(pool.ip_version) !== version) throw invalid(`Cannot allocate IPv${version} subnet from IPv${pool.ip_version} subnet pool`);
     const prefixes = (await trx.selectFrom('network_subnet_pool_prefixes').select('cidr').where('subnetpool_id', '=', poolId).execute()).map((r) => parseCidr(r.cidr)!);
     const taken = (await trx.selectFrom('network_subnets').select('cidr').where('subnetpool_id', '=', poolId).execute()).map((r) => parseCidr(r.cidr)!);
@@ -395,6 +575,14 @@ export class SubnetService {
     }
     throw failure(`Insufficient prefix space to allocate subnet size /${length}`);
   }
+}
+
+/** Prefixes with any one inside another dropped (Neutron merges them likewise). */
+function mergePrefixes(prefixes: Cidr[]): Cidr[] {
+  const sorted = [...prefixes].sort((a, b) => a.prefixlen - b.prefixlen);
+  const kept: Cidr[] = [];
+  for (const p of sorted) if (!kept.some((k) => overlaps(k, p))) kept.push(p);
+  return kept.sort((a, b) => (a.network < b.network ? -1 : 1));
 }
 
 /** SLAAC and DHCPv6-stateless subnets: addresses come from the MAC, not from IPAM. */

@@ -157,6 +157,21 @@ describe('networks', () => {
     assertNeutronError(await nc.delete(`/networks/${network.id}`), 404, 'NetworkNotFound');
   });
 
+  it('reports IP availability per network and subnet to admins', async () => {
+    const network = await nc.network({ name: 'avail', port_security_enabled: false });
+    const subnet = await nc.subnet(network.id, { cidr: '10.60.0.0/28' });
+    await nc.port(network.id);
+    await nc.port(network.id);
+    const shown = await nc.get(`/network-ip-availabilities/${network.id}`);
+    assert.equal(shown.status, 200, shown.text);
+    const availability = shown.body.network_ip_availability;
+    assert.equal(availability.total_ips, 13);
+    assert.equal(availability.used_ips, 2);
+    assert.deepEqual(availability.subnet_ip_availability, [{ subnet_id: subnet.id, subnet_name: '', ip_version: 4, cidr: '10.60.0.0/28', total_ips: 13, used_ips: 2 }]);
+    assert.ok((await nc.get('/network-ip-availabilities')).body.network_ip_availabilities.some((a: any) => a.network_id === network.id));
+    assertNeutronError(await nc.get(`/network-ip-availabilities/${network.id}`, { token: nc.demoToken }), 403, 'PolicyNotAuthorized');
+  });
+
   it('lists the availability zones, version and the extensions it serves', async () => {
     const zones = await nc.get('/availability_zones');
     assert.deepEqual(zones.body.availability_zones.map((z: any) => `${z.name}/${z.resource}/${z.state}`).sort(), ['nova/network/available', 'nova/router/available']);

@@ -128,3 +128,78 @@ describe('subnets', () => {
     assertNeutronError(await nc.put(`/subnets/${subnet.id}`, { subnet: { name: 'x' } }, { token: other.token }), 403, 'PolicyNotAuthorized');
   });
 });
+
+describe('subnet pools', () => {
+  let nc: NetworkCloud;
+
+  before(async () => { nc = await startNetworkCloud(); });
+  after(() => nc.close());
+
+  it('creates a pool, allocates subnets of its default or a given prefix length, and refuses what does not fit', async () => {
+    const created = await nc.post('/subnetpools', { subnetpool: { name: 'pool', prefixes: ['10.100.0.0/16'], default_prefixlen: 24, max_prefixlen: 28 } }, { token: nc.demoToken });
+    assert.equal(created.status, 201, created.text);
+    const pool = created.body.subnetpool;
+    assert.deepEqual(pool.prefixes, ['10.100.0.0/16']);
+    assert.equal(pool.ip_version, 4);
+    assert.equal(pool.default_prefixlen, 24);
+    assert.equal(pool.min_prefixlen, 8);
+    assert.equal(pool.max_prefixlen, 28);
+    assert.equal(pool.shared, false);
+    assert.equal(pool.is_default, false);
+    assert.equal(pool.address_scope_id, null);
+
+    const network = await nc.network({}, nc.demoToken);
+    const first = await nc.subnet(network.id, { cidr: undefined, subnetpool_id: pool.id }, nc.demoToken);
+    assert.equal(first.cidr, '10.100.0.0/24');
+    assert.equal(first.subnetpool_id, pool.id);
+    assert.equal(first.gateway_ip, '10.100.0.1');
+    const other = await nc.network({}, nc.demoToken);
+    const second = await nc.subnet(other.id, { cidr: undefined, subnetpool_id: pool.id, prefixlen: 26 }, nc.demoToken);
+    assert.equal(second.cidr, '10.100.1.0/26');
+    const explicit = await nc.subnet((await nc.network({}, nc.demoToken)).id, { cidr: '10.100.5.0/24', subnetpool_id: pool.id }, nc.demoToken);
+    assert.equal(explicit.cidr, '10.100.5.0/24');
+    const post = (fields: Record<string, unknown>) => nc.post('/subnets', { subnet: { network_id: other.id, ip_version: 4, subnetpool_id: pool.id, ...fields } }, { token: nc.demoToken });
+    assertNeutronError(await post({ cidr: '10.100.5.0/25' }), 409, 'SubnetAllocationError');
+    assertNeutronError(await post({ cidr: '10.200.0.0/24' }), 409, 'SubnetAllocationError');
+    assertNeutronError(await post({ prefixlen: 30 }), 400, 'InvalidInput');
+    assertNeutronError(await post({ ip_version: 6 }), 400, 'InvalidInput');
+
+    assertNeutronError(await nc.delete(`/subnetpools/${pool.id}`, { token: nc.demoToken }), 409, 'SubnetPoolInUse');
+    const grown = await nc.put(`/subnetpools/${pool.id}/add_prefixes`, { prefixes: ['10.101.0.0/16'] }, { token: nc.demoToken });
+    assert.deepEqual(grown.body.prefixes, ['10.100.0.0/16', '10.101.0.0/16']);
+    assertNeutronError(await nc.put(`/subnetpools/${pool.id}`, { subnetpool: { prefixes: ['10.101.0.0/16'] } }, { token: nc.demoToken }), 400, 'InvalidInput');
+    assertNeutronError(await nc.put(`/subnetpools/${pool.id}/remove_prefixes`, { prefixes: ['10.100.0.0/16'] }, { token: nc.demoToken }), 400, 'InvalidInput');
+    const shrunk = await nc.put(`/subnetpools/${pool.id}/remove_prefixes`, { prefixes: ['10.101.0.0/16'] }, { token: nc.demoToken });
+    assert.deepEqual(shrunk.body.prefixes, ['10.100.0.0/16']);
+    const renamed = await nc.put(`/subnetpools/${pool.id}`, { subnetpool: { name: 'renamed', default_prefixlen: 25 } }, { token: nc.demoToken });
+    assert.equal(renamed.body.subnetpool.name, 'renamed');
+    assert.equal(renamed.body.subnetpool.default_prefixlen, 25);
+  });
+
+  it('fills a small pool and then answers 409', async () => {
+    const pool = (await nc.post('/subnetpools', { subnetpool: { name: 'tiny', prefixes: ['10.110.0.0/23'], default_prefixlen: 24 } })).body.subnetpool;
+    for (const cidr of ['10.110.0.0/24', '10.110.1.0/24']) {
+      assert.equal((await nc.subnet((await nc.network()).id, { cidr: undefined, subnetpool_id: pool.id })).cidr, cidr);
+    }
+    assertNeutronError(await nc.post('/subnets', { subnet: { network_id: (await nc.network()).id, ip_version: 4, subnetpool_id: pool.id } }), 409, 'SubnetAllocationError', 'Insufficient prefix space');
+  });
+
+  it('uses the default pool of the IP version when asked; only an admin marks pools shared or default', async () => {
+    assertNeutronError(await nc.post('/subnetpools', { subnetpool: { name: 'x', prefixes: ['10.120.0.0/16'], shared: true } }, { token: nc.demoToken }), 403, 'PolicyNotAuthorized');
+    assertNeutronError(await nc.post('/subnetpools', { subnetpool: { name: 'x', prefixes: ['10.120.0.0/16'], is_default: true } }, { token: nc.demoToken }), 403, 'PolicyNotAuthorized');
+    const v6 = (await nc.post('/subnetpools', { subnetpool: { name: 'v6', prefixes: ['2001:db8:a::/48'], default_prefixlen: 64, is_default: true, shared: true } })).body.subnetpool;
+    assert.equal(v6.ip_version, 6);
+    assert.equal(v6.is_default, true);
+    assertNeutronError(await nc.post('/subnetpools', { subnetpool: { name: 'v6b', prefixes: ['2001:db8:b::/48'], is_default: true } }), 400, 'InvalidInput');
+    // A member sees the shared pool and allocates from it by default.
+    assert.ok((await nc.get('/subnetpools', { token: nc.demoToken })).body.subnetpools.some((p: any) => p.id === v6.id));
+    const network = await nc.network({}, nc.demoToken);
+    const subnet = await nc.subnet(network.id, { ip_version: 6, cidr: undefined, use_default_subnetpool: true, ipv6_address_mode: 'slaac', ipv6_ra_mode: 'slaac' }, nc.demoToken);
+    assert.equal(subnet.cidr, '2001:db8:a::/64');
+    assert.equal(subnet.subnetpool_id, v6.id);
+    assertNeutronError(await nc.post('/subnets', { subnet: { network_id: network.id, ip_version: 4, use_default_subnetpool: true } }, { token: nc.demoToken }), 400, undefined, 'No default subnetpool');
+    assertNeutronError(await nc.post('/subnetpools', { subnetpool: { name: 'mixed', prefixes: ['10.0.0.0/8', 'fd00::/8'] } }), 400, 'InvalidInput');
+    assertNeutronError(await nc.post('/subnetpools', { subnetpool: { name: 'none' } }), 400);
+    assertNeutronError(await nc.get('/subnetpools/nope'), 404, 'SubnetPoolNotFound');
+  });
+});

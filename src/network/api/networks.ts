@@ -3,6 +3,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { BadRequest } from '../../core/errors.js';
 import { neutronError } from './errors.js';
+import { parseAddress } from '../addresses.js';
 import { BASE_POLICY, adminOnlyAttributes } from '../policy.js';
 import { DEFAULT_AVAILABILITY_ZONE, networkNotFound, type Network } from '../networks.js';
 import { allowed, authorize, callerOf, listView, resourceBody, selectFields, type NetworkApiArea, type NetworkApiDeps } from './common.js';
@@ -112,6 +113,34 @@ function routes(app: FastifyInstance, deps: NetworkApiDeps): void {
     target: async (request, id) => networkTarget(await visibleNetwork(deps, request, id)),
   });
 
+  // network-ip-availability: how many addresses each network's subnets have (their pools) and use.
+  const availability = async (network: Network) => {
+    const subnets = await deps.network.subnets.list({ networkId: network.id });
+    const perSubnet = [];
+    for (const subnet of subnets) {
+      const total = subnet.allocationPools.reduce((sum, p) => sum + (parseAddress(p.end)!.value - parseAddress(p.start)!.value + 1n), 0n);
+      perSubnet.push({ subnet_id: subnet.id, subnet_name: subnet.name, ip_version: subnet.ipVersion, cidr: subnet.cidr, total_ips: Number(total), used_ips: await deps.network.subnets.usedCount(subnet.id) });
+    }
+    return {
+      network_id: network.id, network_name: network.name, tenant_id: network.projectId, project_id: network.projectId,
+      total_ips: perSubnet.reduce((sum, s) => sum + s.total_ips, 0), used_ips: perSubnet.reduce((sum, s) => sum + s.used_ips, 0),
+      subnet_ip_availability: perSubnet,
+    };
+  };
+  app.get('/v2.0/network-ip-availabilities', async (request) => {
+    authorize(deps, request, 'get_network_ip_availability');
+    const items = [];
+    for (const network of await networks.list()) items.push(await availability(network));
+    return listView(request, deps, 'network_ip_availabilities', items);
+  });
+  app.get('/v2.0/network-ip-availabilities/:id', async (request) => {
+    authorize(deps, request, 'get_network_ip_availability');
+    const { id } = request.params as { id: string };
+    const network = await networks.find(id);
+    if (!network) throw networkNotFound(id);
+    return { network_ip_availability: selectFields(request, await availability(network)) };
+  });
+
   app.get('/v2.0/availability_zones', async (request) => {
     callerOf(request);
     const zones = ['network', 'router'].map((resource) => ({ name: DEFAULT_AVAILABILITY_ZONE, resource, state: 'available' }));
@@ -136,6 +165,7 @@ export const networkArea: NetworkApiArea = {
     ...adminOnlyAttributes(['get'], 'network', ['segments', ...PROVIDER]),
     'get_network:is_default': '',
     'get_network:shared': '',
+    get_network_ip_availability: 'rule:admin_only',
   },
   extensions: [
     { alias: 'network_availability_zone', name: 'Network Availability Zone', description: 'Availability zone support for network.', updated: '2015-01-01T10:00:00-00:00' },
@@ -144,6 +174,7 @@ export const networkArea: NetworkApiArea = {
     { alias: 'provider', name: 'Provider Network', description: 'Expose mapping of virtual networks to physical networks', updated: '2012-09-07T10:00:00-00:00' },
     { alias: 'net-mtu', name: 'Network MTU', description: 'Provides MTU attribute for a network resource.', updated: '2015-03-25T10:00:00-00:00' },
     { alias: 'net-mtu-writable', name: 'Network MTU (writable)', description: 'Provides a writable MTU attribute for a network resource.', updated: '2017-07-12T00:00:00-00:00' },
+    { alias: 'network-ip-availability', name: 'Network IP Availability', description: 'Provides IP availability data for each network and subnet.', updated: '2015-09-24T00:00:00-00:00' },
     { alias: 'dns-integration', name: 'DNS Integration', description: 'Provides integration with DNS.', updated: '2015-08-15T18:00:00-00:00' },
     { alias: 'standard-attr-tag', name: 'Tag support for resources with standard attribute: subnet, trunk, network_segment_range, router, network, policy, subnetpool, port, security_group, floatingip', description: 'Enables to set tag on resources with standard attribute.', updated: '2017-01-01T00:00:00-00:00' },
     { alias: 'standard-attr-description', name: 'standard-attr-description', description: 'Extension to add descriptions to standard attributes', updated: '2016-02-10T10:00:00-00:00' },

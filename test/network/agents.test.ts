@@ -1,0 +1,58 @@
+// Network agents over HTTP: each compute host's (no-op) agent reports itself alive; admins list,
+// show, disable and delete agents; a disabled or dead agent's host fails new port bindings.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { NETWORK_TOPIC, L2_AGENT_TYPE } from '../../src/network/rpc.js';
+import { assertNeutronError, startNetworkCloud, type NetworkCloud } from './harness.js';
+
+describe('network agents', () => {
+  let nc: NetworkCloud;
+
+  before(async () => { nc = await startNetworkCloud({}, 2); });
+  after(() => nc.close());
+
+  it('lists one alive Linux bridge agent per compute host, for admins only', async () => {
+    const listed = await nc.get('/agents');
+    assert.equal(listed.status, 200, listed.text);
+    const agents = listed.body.agents;
+    assert.deepEqual(agents.map((a: any) => a.host).sort(), ['fake-host-1', 'fake-host-2']);
+    for (const agent of agents) {
+      assert.equal(agent.agent_type, L2_AGENT_TYPE);
+      assert.equal(agent.binary, 'neutron-linuxbridge-agent');
+      assert.equal(agent.alive, true);
+      assert.equal(agent.admin_state_up, true);
+      assert.deepEqual(agent.configurations.noop, true);
+      assert.match(agent.heartbeat_timestamp, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/);
+    }
+    assert.equal((await nc.get(`/agents?host=fake-host-2`)).body.agents.length, 1);
+    const shown = await nc.get(`/agents/${agents[0].id}`);
+    assert.equal(shown.body.agent.id, agents[0].id);
+    assertNeutronError(await nc.get('/agents', { token: nc.demoToken }), 403, 'PolicyNotAuthorized');
+    assertNeutronError(await nc.get('/agents/nope'), 404, 'AgentNotFound');
+    const extensions = (await nc.get('/extensions')).body.extensions.map((e: any) => e.alias);
+    assert.ok(extensions.includes('agent'));
+  });
+
+  it('disables an agent: its host no longer binds ports; enables it again', async () => {
+    const agent = (await nc.get('/agents?host=fake-host-1')).body.agents[0];
+    const disabled = await nc.put(`/agents/${agent.id}`, { agent: { admin_state_up: false, description: 'maintenance' } });
+    assert.equal(disabled.status, 200, disabled.text);
+    assert.equal(disabled.body.agent.admin_state_up, false);
+    assert.equal(disabled.body.agent.description, 'maintenance');
+    const network = await nc.network({ port_security_enabled: false });
+    const refused = await nc.port(network.id, { 'binding:host_id': 'fake-host-1' });
+    assert.equal(refused['binding:vif_type'], 'binding_failed');
+    await nc.put(`/agents/${agent.id}`, { agent: { admin_state_up: true } });
+    const bound = await nc.port(network.id, { 'binding:host_id': 'fake-host-1' });
+    assert.equal(bound['binding:vif_type'], 'bridge');
+    assertNeutronError(await nc.put(`/agents/${agent.id}`, { agent: { host: 'x' } }), 400);
+  });
+
+  it('records a new agent from its first state report and deletes it', async () => {
+    await nc.cloud.bus.call(NETWORK_TOPIC, 'reportState', { state: { host: 'extra-host', agentType: L2_AGENT_TYPE, binary: 'neutron-linuxbridge-agent', topic: 'N/A', configurations: {}, startFlag: true } });
+    const extra = (await nc.get('/agents?host=extra-host')).body.agents[0];
+    assert.equal(extra.alive, true);
+    assert.equal((await nc.delete(`/agents/${extra.id}`)).status, 204);
+    assert.equal((await nc.get('/agents?host=extra-host')).body.agents.length, 0);
+  });
+});
