@@ -92,6 +92,9 @@ describe('networks', () => {
     // Seeing a shared network is not owning it.
     assertNeutronError(await nc.put(`/networks/${shared.id}`, { network: { name: 'x' } }, { token: other.token }), 403, 'PolicyNotAuthorized');
     assertNeutronError(await nc.delete(`/networks/${shared.id}`, { token: other.token }), 403, 'PolicyNotAuthorized');
+    const externalOnly = (await nc.get('/networks?router:external=True', { token: other.token })).body.networks.map((n: any) => n.id);
+    assert.ok(externalOnly.includes(external.id) && !externalOnly.includes(shared.id));
+    assert.ok((await nc.get('/networks?shared=true', { token: other.token })).body.networks.every((n: any) => n.shared === true));
     // The admin sees everything.
     assert.ok((await nc.get('/networks')).body.networks.some((n: any) => n.id === mine.id));
   });

@@ -89,6 +89,8 @@ export function listView<T extends Record<string, unknown>>(request: FastifyRequ
       const value = item[key];
       const text = (v: unknown) => (v === null ? '' : typeof v === 'object' ? JSON.stringify(v) : String(v));
       if (Array.isArray(value)) { if (!wanted.some((w) => value.map(text).includes(w))) return false; continue; }
+      // Booleans filter as Neutron converts them: True, true, 1 (clients send ?router:external=True).
+      if (typeof value === 'boolean') { if (!wanted.some((w) => /^(true|1)$/i.test(w) === value && /^(true|false|1|0)$/i.test(w))) return false; continue; }
       if (!wanted.includes(text(value))) return false;
     }
     const tags = (item.tags as string[] | undefined) ?? [];
