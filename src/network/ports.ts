@@ -11,7 +11,7 @@ import type { Caller } from './api/common.js';
 import type { NetworkContext } from './index.js';
 import { canonicalAddress, parseAddress, parseCidr, contains, formatCidr } from './addresses.js';
 import type { Network } from './networks.js';
-import { isAutoAddress, type Subnet } from './subnets.js';
+import { isAutoAddress, ROUTER_INTERFACE_OWNERS, type Subnet } from './subnets.js';
 import { replaceTags, tagsOf } from './tags.js';
 import { inTransaction, insertUnlessDuplicate, nowStamp, parseJson } from './transactions.js';
 
@@ -245,13 +245,20 @@ export class PortService {
       return;
     }
     const seen = new Set<string>();
+    const used = new Set<string>();
     for (const request of asked) {
       const subnet = this.subnetFor(request, subnets, network);
       const ip = request.ipAddress === undefined ? undefined : canonicalAddress(request.ipAddress) ?? request.ipAddress;
       const key = `${subnet.id}|${ip ?? ''}`;
-      if (ip !== undefined && seen.has(key)) throw invalid(`Duplicate IP address '${ip}'`);
+      if (seen.has(key) && (ip !== undefined || isAutoAddress(subnet))) throw invalid(`Duplicate IP address '${ip ?? subnet.id}'`);
       seen.add(key);
+      used.add(subnet.id);
       await this.context.services.subnets.allocate(trx, { subnet, portId, ipAddress: ip, macAddress: mac, deviceOwner });
+    }
+    // As Neutron: every SLAAC / stateless subnet of the network gives a (non-router) port its address, asked for or not.
+    if (ROUTER_INTERFACE_OWNERS.includes(deviceOwner)) return;
+    for (const subnet of subnets.filter((s) => isAutoAddress(s) && !used.has(s.id))) {
+      await this.context.services.subnets.allocate(trx, { subnet, portId, macAddress: mac, deviceOwner });
     }
   }
 
@@ -355,8 +362,13 @@ export class PortService {
       if (existing) keep.add(`${existing.subnetId}|${existing.ipAddress}`);
       else fresh.push({ subnet, ipAddress: ip });
     }
+    const isRouter = ROUTER_INTERFACE_OWNERS.includes(deviceOwner);
     for (const fixed of current.fixedIps) {
-      if (!keep.has(`${fixed.subnetId}|${fixed.ipAddress}`)) await this.context.services.subnets.release(trx, current.id, fixed.subnetId, fixed.ipAddress);
+      if (keep.has(`${fixed.subnetId}|${fixed.ipAddress}`)) continue;
+      // A SLAAC address stays with a non-router port as long as the subnet does (Neutron's _is_ip_required_by_subnet).
+      const subnet = subnets.find((s) => s.id === fixed.subnetId);
+      if (subnet && isAutoAddress(subnet) && !isRouter) continue;
+      await this.context.services.subnets.release(trx, current.id, fixed.subnetId, fixed.ipAddress);
     }
     for (const request of fresh) {
       await this.context.services.subnets.allocate(trx, { subnet: request.subnet, portId: current.id, ipAddress: request.ipAddress, macAddress: mac, deviceOwner });

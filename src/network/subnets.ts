@@ -230,7 +230,9 @@ export class SubnetService {
       const subnet = await this.get(id, trx);
       const holders = await trx.selectFrom('network_ip_allocations as a').innerJoin('network_ports as p', 'p.id', 'a.port_id')
         .select(['p.id', 'p.device_owner']).where('a.subnet_id', '=', id).execute();
-      if (holders.some((h) => h.device_owner !== 'network:dhcp')) {
+      // Addresses of a SLAAC / stateless subnet come from the MACs: they go with it, unless a router uses it.
+      const blocking = isAutoAddress(subnet) ? holders.filter((h) => ROUTER_INTERFACE_OWNERS.includes(h.device_owner)) : holders.filter((h) => h.device_owner !== 'network:dhcp');
+      if (blocking.length > 0) {
         throw neutronError(new Conflict(`Unable to complete operation on subnet ${id}: One or more ports have an IP allocation from this subnet.`), 'SubnetInUse');
       }
       await this.deleteRows(trx, id);

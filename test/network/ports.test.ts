@@ -92,6 +92,14 @@ describe('ports', () => {
     assert.match(bySubnet[v4.id], /^10\.30\.0\.\d+$/);
     assert.equal(bySubnet[v6.id], '2001:db8:30:0:f816:3eff:fe12:3456');
     assertNeutronError(await nc.post('/ports', { port: { network_id: dual.id, fixed_ips: [{ subnet_id: v6.id, ip_address: '2001:db8:30::99' }] } }), 400, 'InvalidInput');
+    // Asking for an IPv4 address still gives the SLAAC one, and updating the IPv4 address keeps it.
+    const explicit = await nc.port(dual.id, { fixed_ips: [{ subnet_id: v4.id, ip_address: '10.30.0.9' }], mac_address: 'fa:16:3e:00:00:09' });
+    assert.deepEqual(explicit.fixed_ips.map((f: any) => f.ip_address).sort(), ['10.30.0.9', '2001:db8:30:0:f816:3eff:fe00:9']);
+    const moved = await nc.put(`/ports/${explicit.id}`, { port: { fixed_ips: [{ subnet_id: v4.id, ip_address: '10.30.0.10' }] } });
+    assert.deepEqual(moved.body.port.fixed_ips.map((f: any) => f.ip_address).sort(), ['10.30.0.10', '2001:db8:30:0:f816:3eff:fe00:9']);
+    // A SLAAC subnet goes away with its addresses; the ports stay.
+    assert.equal((await nc.delete(`/subnets/${v6.id}`)).status, 204);
+    assert.deepEqual((await nc.get(`/ports/${explicit.id}`)).body.port.fixed_ips.map((f: any) => f.ip_address), ['10.30.0.10']);
   });
 
   it('a network without subnets gives ports no address; fixed_ips [] asks for none', async () => {
