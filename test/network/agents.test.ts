@@ -3,12 +3,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { NETWORK_TOPIC, L2_AGENT_TYPE } from '../../src/network/rpc.js';
-import { assertNeutronError, startNetworkCloud, type NetworkCloud } from './harness.js';
+import { assertNeutronError, sleep, startNetworkCloud, type NetworkCloud } from './harness.js';
 
 describe('network agents', () => {
   let nc: NetworkCloud;
 
-  before(async () => { nc = await startNetworkCloud({}, 2); });
+  // Agents report every second and count as dead after 3 s without a report, so the test can see one die.
+  before(async () => { nc = await startNetworkCloud({ DEFAULT: { agent_down_time: '3' }, AGENT: { report_interval: '1' } }, 2); });
   after(() => nc.close());
 
   it('lists one alive Linux bridge agent per compute host, for admins only', async () => {
@@ -46,6 +47,17 @@ describe('network agents', () => {
     const bound = await nc.port(network.id, { 'binding:host_id': 'fake-host-1' });
     assert.equal(bound['binding:vif_type'], 'bridge');
     assertNeutronError(await nc.put(`/agents/${agent.id}`, { agent: { host: 'x' } }), 400);
+  });
+
+  it('an agent that stops reporting is dead and its host binds no ports', async () => {
+    const agent = nc.cloud.networkAgents.find((a) => a.host === 'fake-host-2')!;
+    await sleep(1500);
+    assert.equal((await nc.get('/agents?host=fake-host-2')).body.agents[0].alive, true, 'reports keep it alive past agent_down_time');
+    await agent.close();
+    await sleep(3500);
+    assert.equal((await nc.get('/agents?host=fake-host-2')).body.agents[0].alive, false);
+    const network = await nc.network({ port_security_enabled: false });
+    assert.equal((await nc.port(network.id, { 'binding:host_id': 'fake-host-2' }))['binding:vif_type'], 'binding_failed');
   });
 
   it('records a new agent from its first state report and deletes it', async () => {

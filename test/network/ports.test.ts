@@ -193,6 +193,10 @@ describe('ports', () => {
     // A non-owner may not pick addresses or MACs on someone else's network... except the shared subnet's.
     assertNeutronError(await nc.post('/ports', { port: { network_id: shared.id, mac_address: 'fa:16:3e:00:99:99' } }, { token: other.token }), 403, 'PolicyNotAuthorized');
     assertNeutronError(await nc.post('/ports', { port: { network_id: network.id } }, { token: other.token }), 404, 'NetworkNotFound');
+    const sharedSubnet = (await nc.get(`/subnets?network_id=${shared.id}`)).body.subnets[0];
+    assertNeutronError(await nc.post('/ports', { port: { network_id: shared.id, fixed_ips: [{ ip_address: '10.40.0.9' }] } }, { token: other.token }), 403, 'PolicyNotAuthorized');
+    const bySubnet = await nc.port(shared.id, { fixed_ips: [{ subnet_id: sharedSubnet.id }] }, other.token);
+    assert.equal(bySubnet.fixed_ips[0].subnet_id, sharedSubnet.id);
     assertNeutronError(await nc.post('/ports', { port: { network_id: shared.id, device_owner: 'network:dhcp' } }, { token: other.token }), 403, 'PolicyNotAuthorized');
     assertNeutronError(await nc.delete(`/ports/${mine.id}`, { token: other.token }), 404, 'PortNotFound');
   });

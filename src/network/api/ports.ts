@@ -15,7 +15,7 @@ const BINDING = ['binding:host_id', 'binding:profile', 'binding:vif_type', 'bind
 const WRITABLE = ['name', 'description', 'admin_state_up', 'mac_address', 'fixed_ips', 'device_id', 'device_owner', 'security_groups',
   'port_security_enabled', 'allowed_address_pairs', 'extra_dhcp_opts', 'binding:host_id', 'binding:profile', 'binding:vnic_type', 'dns_name'];
 /** Attributes only the network's owner (or an admin) may set on a port (Neutron's create_port:<attr> rules). */
-const NETWORK_OWNER_ATTRIBUTES = ['mac_address', 'fixed_ips', 'port_security_enabled', 'allowed_address_pairs', 'binding:host_id', 'binding:profile'];
+const NETWORK_OWNER_ATTRIBUTES = ['mac_address', 'port_security_enabled', 'allowed_address_pairs', 'binding:host_id', 'binding:profile'];
 
 export function portView(port: Port, dnsDomain = ''): Record<string, unknown> {
   const hostname = (ip: string) => port.dnsName || `host-${ip.replace(/[.:]/g, '-')}`;
@@ -101,6 +101,13 @@ function matchesFixedIps(request: FastifyRequest, port: Port): boolean {
   });
 }
 
+/** Picking an address is for the network's owner; picking a subnet also for users of a shared network (Neutron's fixed_ips:* rules). */
+function authorizeFixedIps(deps: NetworkApiDeps, request: FastifyRequest, action: string, body: BodyReader, target: Record<string, unknown>): void {
+  const entries = body.list<Record<string, unknown>>('fixed_ips') ?? [];
+  if (entries.some((e) => e?.ip_address !== undefined)) authorize(deps, request, `${action}:fixed_ips:ip_address`, target);
+  if (entries.some((e) => e?.subnet_id !== undefined)) authorize(deps, request, `${action}:fixed_ips:subnet_id`, target);
+}
+
 function register(app: FastifyInstance, deps: NetworkApiDeps): void {
   const { ports, networks } = deps.network;
 
@@ -123,6 +130,7 @@ function register(app: FastifyInstance, deps: NetworkApiDeps): void {
     authorize(deps, request, 'create_port', target);
     authorizeAttributes(deps, request, 'create_port', body, NETWORK_OWNER_ATTRIBUTES, target);
     if ((body.string('device_owner') ?? '').startsWith('network:')) authorize(deps, request, 'create_port:device_owner', target);
+    authorizeFixedIps(deps, request, 'create_port', body, target);
     const create: PortCreate = { ...common(body), networkId: network.id, projectId, tags: body.stringList('tags') };
     const port = await ports.create(callerOf(request), create);
     return reply.code(201).send({ port: render(deps, request, port, network) });
@@ -142,6 +150,7 @@ function register(app: FastifyInstance, deps: NetworkApiDeps): void {
     authorize(deps, request, 'update_port', target);
     authorizeAttributes(deps, request, 'update_port', body, [...NETWORK_OWNER_ATTRIBUTES, 'binding:vnic_type'], target);
     if ((body.string('device_owner') ?? '').startsWith('network:')) authorize(deps, request, 'update_port:device_owner', target);
+    authorizeFixedIps(deps, request, 'update_port', body, target);
     const updated = await ports.update(callerOf(request), port.id, common(body));
     return { port: render(deps, request, updated, network) };
   });
@@ -167,7 +176,8 @@ export const portArea: NetworkApiArea = {
     create_port: '',
     'create_port:device_owner': ADVSVC_OR_NETWORK_OWNER,
     'create_port:mac_address': ADVSVC_OR_NETWORK_OWNER,
-    'create_port:fixed_ips': `${ADVSVC_OR_NETWORK_OWNER} or rule:shared`,
+    'create_port:fixed_ips:ip_address': ADVSVC_OR_NETWORK_OWNER,
+    'create_port:fixed_ips:subnet_id': `${ADVSVC_OR_NETWORK_OWNER} or rule:shared`,
     'create_port:port_security_enabled': ADVSVC_OR_NETWORK_OWNER,
     'create_port:binding:host_id': 'rule:admin_only',
     'create_port:binding:profile': 'rule:admin_only',
@@ -180,7 +190,8 @@ export const portArea: NetworkApiArea = {
     update_port: 'rule:admin_or_owner or rule:context_is_advsvc',
     'update_port:device_owner': ADVSVC_OR_NETWORK_OWNER,
     'update_port:mac_address': 'rule:admin_only or rule:context_is_advsvc',
-    'update_port:fixed_ips': ADVSVC_OR_NETWORK_OWNER,
+    'update_port:fixed_ips:ip_address': ADVSVC_OR_NETWORK_OWNER,
+    'update_port:fixed_ips:subnet_id': `${ADVSVC_OR_NETWORK_OWNER} or rule:shared`,
     'update_port:port_security_enabled': ADVSVC_OR_NETWORK_OWNER,
     'update_port:binding:host_id': 'rule:admin_only',
     'update_port:binding:profile': 'rule:admin_only',
