@@ -10,7 +10,7 @@ import type { NetworkContext } from './index.js';
 import type { Port } from './ports.js';
 import {
   L2_AGENT_TYPE, NETWORK_TOPIC, networkAgentTopic,
-  type AgentState, type FilterRule, type PortDetails, type RouterSetup,
+  type AgentState, type DhcpSetup, type FilterRule, type PortDetails, type RouterSetup,
 } from './rpc.js';
 import { nowStamp, parseJson } from './transactions.js';
 
@@ -162,6 +162,25 @@ export class AgentService {
   async notifyPortChanged(portId: string): Promise<void> {
     const port = await this.context.services.ports.find(portId);
     if (port?.binding.hostId && port.binding.vifType !== 'binding_failed') await this.plugPort(port.binding.hostId, portId);
+  }
+
+  /**
+   * A network's subnets or ports changed: every host with a port bound on it (re)serves DHCP for it
+   * (each host answers DHCP for its own ports' networks), with the network's subnets and ports.
+   */
+  async notifyNetworkChanged(networkId: string): Promise<void> {
+    const network = await this.context.services.networks.find(networkId);
+    if (!network) return;
+    const ports = await this.context.services.ports.list({ networkId });
+    const hosts = [...new Set(ports.filter((p) => p.binding.hostId && p.binding.vifType !== 'binding_failed').map((p) => p.binding.hostId))];
+    if (hosts.length === 0) return;
+    const subnets = (await this.context.services.subnets.list({ networkId })).map((s) => ({
+      id: s.id, cidr: s.cidr, ipVersion: s.ipVersion, gatewayIp: s.gatewayIp, enableDhcp: s.enableDhcp, dnsNameservers: s.dnsNameservers,
+      hostRoutes: s.hostRoutes, allocationPools: s.allocationPools, ipv6AddressMode: s.ipv6AddressMode, ipv6RaMode: s.ipv6RaMode,
+    }));
+    const details = await Promise.all(ports.map((p) => this.details(p)));
+    const setup: DhcpSetup = { network: { id: network.id, mtu: network.mtu, segment: network.segment, dnsDomain: network.dnsDomain }, subnets, ports: details };
+    for (const host of hosts) await this.cast(host, 'setupDhcp', setup);
   }
 
   /** Rules of these groups changed: every host with a port in them re-applies its filters. */

@@ -208,8 +208,9 @@ export class PortService {
       if (body.tags) await replaceTags(trx, 'ports', id, body.tags);
     });
     if (options.trx) return this.get(id, options.trx);
-    if (body.hostId) return this.plug(id);
-    return this.get(id);
+    const port = body.hostId ? await this.plug(id) : await this.get(id);
+    await this.context.services.agents.notifyNetworkChanged(port.networkId);
+    return port;
   }
 
   /** The groups a new port (or a port update) gets: the asked ones, the project's default, or none. */
@@ -340,13 +341,15 @@ export class PortService {
         await this.writeDhcpOptions(trx, id, dhcpOptions);
       }
     });
+    let port: Port | undefined;
     if (changes.hostId !== undefined && changes.hostId !== previousHost) {
       if (previousHost) await this.context.services.agents.unplugPort(previousHost, id);
-      if (changes.hostId) return this.plug(id);
+      if (changes.hostId) port = await this.plug(id);
     } else if (current.binding.hostId) {
       await this.context.services.agents.notifyPortChanged(id);
     }
-    return this.get(id);
+    await this.context.services.agents.notifyNetworkChanged(current.networkId);
+    return port ?? this.get(id);
   }
 
   /** Keeps the asked fixed IPs the port already has, frees the others and allocates the new ones. */
@@ -379,7 +382,9 @@ export class PortService {
   async delete(_caller: Caller | null, id: string, options: { trx?: Kysely<any> } = {}): Promise<void> {
     const port = await this.get(id, options.trx);
     await inTransaction(this.context.database, options.trx, (trx) => this.deleteRows(trx, id));
-    if (port.binding.hostId && !options.trx) await this.context.services.agents.unplugPort(port.binding.hostId, id);
+    if (options.trx) return;
+    if (port.binding.hostId) await this.context.services.agents.unplugPort(port.binding.hostId, id);
+    await this.context.services.agents.notifyNetworkChanged(port.networkId);
   }
 
   /** The rows of one port, inside the caller's transaction (network delete takes DHCP ports with it). */
@@ -404,7 +409,9 @@ export class PortService {
       revision_number: port.revisionNumber + 1, updated_at: nowStamp(),
     }).where('id', '=', portId).execute();
     if (port.binding.hostId && port.binding.hostId !== host) await this.context.services.agents.unplugPort(port.binding.hostId, portId);
-    return this.plug(portId);
+    const bound = await this.plug(portId);
+    await this.context.services.agents.notifyNetworkChanged(bound.networkId);
+    return bound;
   }
 
   /** Clears a port's binding and device (Nova's unbind on detach or delete of a server); the agent unplugs it. */
@@ -415,6 +422,7 @@ export class PortService {
       binding_profile: '{}', revision_number: port.revisionNumber + 1, updated_at: nowStamp(),
     }).where('id', '=', portId).execute();
     if (port.binding.hostId) await this.context.services.agents.unplugPort(port.binding.hostId, portId);
+    await this.context.services.agents.notifyNetworkChanged(port.networkId);
     return this.get(portId);
   }
 

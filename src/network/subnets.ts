@@ -192,6 +192,7 @@ export class SubnetService {
       if (body.tags) await replaceTags(trx, 'subnets', id, body.tags);
       await this.context.services.networks.touch(trx, network.id);
     });
+    if (!options.trx) await this.context.services.agents.notifyNetworkChanged(body.networkId);
     return this.get(id, options.trx);
   }
 
@@ -221,13 +222,17 @@ export class SubnetService {
       if (changes.description !== undefined) set.description = changes.description;
       await trx.updateTable('network_subnets').set(set).where('id', '=', id).execute();
     });
-    return this.get(id);
+    const subnet = await this.get(id);
+    await this.context.services.agents.notifyNetworkChanged(subnet.networkId);
+    return subnet;
   }
 
   /** Deletes a subnet nobody but DHCP holds an address on: 409 SubnetInUse otherwise. */
   async delete(id: string): Promise<void> {
+    let networkId = '';
     await inTransaction(this.context.database, undefined, async (trx) => {
       const subnet = await this.get(id, trx);
+      networkId = subnet.networkId;
       const holders = await trx.selectFrom('network_ip_allocations as a').innerJoin('network_ports as p', 'p.id', 'a.port_id')
         .select(['p.id', 'p.device_owner']).where('a.subnet_id', '=', id).execute();
       // Addresses of a SLAAC / stateless subnet come from the MACs: they go with it, unless a router uses it.
@@ -238,6 +243,7 @@ export class SubnetService {
       await this.deleteRows(trx, id);
       await this.context.services.networks.touch(trx, subnet.networkId);
     });
+    await this.context.services.agents.notifyNetworkChanged(networkId);
   }
 
   /** The rows of one subnet and its remaining (DHCP) allocations, inside the caller's transaction. */

@@ -161,6 +161,11 @@ describe('ports', () => {
     const active = await nc.waitPort(port.id, (p) => p.status === 'ACTIVE');
     assert.equal(active.device_owner, 'compute:nova');
     assert.ok(nc.cloud.networkAgents[0].plugged.has(port.id));
+    // The host now serves DHCP for the network: its subnets and ports, this one included.
+    const dhcp = nc.cloud.networkAgents[0].dhcp.get(network.id);
+    assert.ok(dhcp, 'setupDhcp reached the host');
+    assert.deepEqual(dhcp.subnets.map((s) => s.cidr), ['10.10.0.0/24']);
+    assert.ok(dhcp.ports.some((p) => p.id === port.id && p.fixedIps.length === 1 && p.macAddress === port.mac_address));
 
     // Unknown host: the binding fails, as Neutron's mechanism drivers report it.
     const failed = await nc.port(network.id, { 'binding:host_id': 'no-such-host' });

@@ -4,7 +4,7 @@
 import type { Bus, Subscription } from '../../bus/types.js';
 import type { Config } from '../../core/config.js';
 import type { Logger } from '../../core/log.js';
-import { L2_AGENT_BINARY, L2_AGENT_TOPIC, L2_AGENT_TYPE, NETWORK_TOPIC, networkAgentTopic, type AgentState, type NetworkAgentRpc } from '../rpc.js';
+import { L2_AGENT_BINARY, L2_AGENT_TOPIC, L2_AGENT_TYPE, NETWORK_TOPIC, networkAgentTopic, type AgentState, type DhcpSetup, type NetworkAgentRpc } from '../rpc.js';
 
 export interface NetworkAgentHandle {
   host: string;
@@ -12,6 +12,8 @@ export interface NetworkAgentHandle {
   plugged: Set<string>;
   /** Routers it runs. */
   routers: Set<string>;
+  /** What it serves DHCP for: network id → the last setup it was sent. */
+  dhcp: Map<string, DhcpSetup>;
   /** Settles once the controller recorded the agent (its first state report) and the resync ran. */
   registered: Promise<void>;
   close(): Promise<void>;
@@ -21,13 +23,14 @@ export async function startNoopNetworkAgent(options: { config: Config; bus: Bus;
   const { bus, host, logger } = options;
   const plugged = new Set<string>();
   const routers = new Set<string>();
+  const dhcp = new Map<string, DhcpSetup>();
   const handlers: NetworkAgentRpc = {
     plugPort: async ({ port }) => {
       plugged.add(port.id);
       await bus.cast(NETWORK_TOPIC, 'portsUp', { host, portIds: [port.id] });
     },
     unplugPort: async ({ portId }) => { plugged.delete(portId); },
-    setupDhcp: async () => undefined,
+    setupDhcp: async (setup) => { dhcp.set(setup.network.id, setup); },
     applySecurityGroups: async () => undefined,
     setupRouter: async ({ router }) => { routers.add(router.id); },
     removeRouter: async ({ routerId }) => { routers.delete(routerId); },
@@ -67,7 +70,7 @@ export async function startNoopNetworkAgent(options: { config: Config; bus: Bus;
   const timer = setInterval(() => { if (!first) void report(false); }, interval);
   timer.unref();
   return {
-    host, plugged, routers, registered,
+    host, plugged, routers, dhcp, registered,
     close: async () => { closed = true; clearInterval(timer); await subscription.close(); },
   };
 }
