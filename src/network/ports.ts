@@ -209,7 +209,7 @@ export class PortService {
     });
     if (options.trx) return this.get(id, options.trx);
     const port = body.hostId ? await this.plug(id) : await this.get(id);
-    await this.context.services.agents.notifyNetworkChanged(port.networkId);
+    await this.announce(port.networkId, port.securityGroups);
     return port;
   }
 
@@ -348,8 +348,9 @@ export class PortService {
     } else if (current.binding.hostId) {
       await this.context.services.agents.notifyPortChanged(id);
     }
-    await this.context.services.agents.notifyNetworkChanged(current.networkId);
-    return port ?? this.get(id);
+    const after = port ?? await this.get(id);
+    await this.announce(current.networkId, [...current.securityGroups, ...after.securityGroups]);
+    return after;
   }
 
   /** Keeps the asked fixed IPs the port already has, frees the others and allocates the new ones. */
@@ -384,7 +385,7 @@ export class PortService {
     await inTransaction(this.context.database, options.trx, (trx) => this.deleteRows(trx, id));
     if (options.trx) return;
     if (port.binding.hostId) await this.context.services.agents.unplugPort(port.binding.hostId, id);
-    await this.context.services.agents.notifyNetworkChanged(port.networkId);
+    await this.announce(port.networkId, port.securityGroups);
   }
 
   /** The rows of one port, inside the caller's transaction (network delete takes DHCP ports with it). */
@@ -410,7 +411,7 @@ export class PortService {
     }).where('id', '=', portId).execute();
     if (port.binding.hostId && port.binding.hostId !== host) await this.context.services.agents.unplugPort(port.binding.hostId, portId);
     const bound = await this.plug(portId);
-    await this.context.services.agents.notifyNetworkChanged(bound.networkId);
+    await this.announce(bound.networkId, bound.securityGroups);
     return bound;
   }
 
@@ -422,7 +423,7 @@ export class PortService {
       binding_profile: '{}', revision_number: port.revisionNumber + 1, updated_at: nowStamp(),
     }).where('id', '=', portId).execute();
     if (port.binding.hostId) await this.context.services.agents.unplugPort(port.binding.hostId, portId);
-    await this.context.services.agents.notifyNetworkChanged(port.networkId);
+    await this.announce(port.networkId, port.securityGroups);
     return this.get(portId);
   }
 
@@ -437,6 +438,20 @@ export class PortService {
     }).where('id', '=', portId).execute();
     if (bound) await this.context.services.agents.plugPort(port.binding.hostId, portId);
     return this.get(portId);
+  }
+
+  /**
+   * After a port change committed: hosts serving DHCP on its network learn it, and hosts filtering
+   * for its groups (their members changed, which remote_group_id rules depend on) re-apply them.
+   */
+  private async announce(networkId: string, groups: string[]): Promise<void> {
+    // The change is committed: a failed notification must not fail the request (agents resync).
+    try {
+      await this.context.services.agents.notifyNetworkChanged(networkId);
+      if (groups.length > 0) await this.context.services.agents.notifySecurityGroupsChanged([...new Set(groups)]);
+    } catch (err) {
+      this.context.logger.warn('could not tell the network agents about a port change', { networkId, error: (err as Error).message });
+    }
   }
 
   /** What the agents report: ports plugged (ACTIVE) or gone (DOWN). */

@@ -160,6 +160,11 @@ describe('ports', () => {
     assert.equal(port['binding:vif_type'], 'bridge');
     const active = await nc.waitPort(port.id, (p) => p.status === 'ACTIVE');
     assert.equal(active.device_owner, 'compute:nova');
+    // Administratively down: the agent reports it DOWN; up again: ACTIVE.
+    await nc.put(`/ports/${port.id}`, { port: { admin_state_up: false } });
+    await nc.waitPort(port.id, (p) => p.status === 'DOWN');
+    await nc.put(`/ports/${port.id}`, { port: { admin_state_up: true } });
+    await nc.waitPort(port.id, (p) => p.status === 'ACTIVE');
     assert.ok(nc.cloud.networkAgents[0].plugged.has(port.id));
     // The host now serves DHCP for the network: its subnets and ports, this one included.
     const dhcp = nc.cloud.networkAgents[0].dhcp.get(network.id);

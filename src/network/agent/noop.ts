@@ -27,7 +27,8 @@ export async function startNoopNetworkAgent(options: { config: Config; bus: Bus;
   const handlers: NetworkAgentRpc = {
     plugPort: async ({ port }) => {
       plugged.add(port.id);
-      await bus.cast(NETWORK_TOPIC, 'portsUp', { host, portIds: [port.id] });
+      // An administratively down port is plugged but stays DOWN, as Neutron's L2 agents report it.
+      await bus.cast(NETWORK_TOPIC, port.adminStateUp ? 'portsUp' : 'portsDown', { host, portIds: [port.id] });
     },
     unplugPort: async ({ portId }) => { plugged.delete(portId); },
     setupDhcp: async (setup) => { dhcp.set(setup.network.id, setup); },
