@@ -246,6 +246,13 @@ export class NetworkService {
           .where('device_owner', 'not like', 'network:%').limit(1).execute();
         if (others.length > 0) throw neutronError(new Conflict(`Unable to reconfigure sharing settings for network ${id}. Multiple tenants are using it.`), 'InvalidSharedSetting');
       }
+      if (changes.external === false && current.external) {
+        const gateways = await trx.selectFrom('network_ports').select('id').where('network_id', '=', id)
+          .where('device_owner', 'in', ['network:router_gateway', 'network:floatingip']).limit(1).execute();
+        if (gateways.length > 0) {
+          throw neutronError(new Conflict(`External network ${id} cannot be updated to be made non-external, since it has existing gateway ports.`), 'ExternalNetworkInUse');
+        }
+      }
       const external = changes.external ?? current.external;
       if (changes.isDefault && !external) throw invalid('is_default may only be set on an external network.');
       if (changes.isDefault) await trx.updateTable('network_networks').set({ is_default: 0 }).where('is_default', '=', 1).execute();

@@ -85,7 +85,7 @@ export interface PortFilter { ids?: string[]; networkId?: string; deviceId?: str
 
 /** What ports.ts needs of the security group area (src/network/security-groups.ts, its contract in plan net.md). */
 interface SecurityGroupLookup {
-  ensureDefault(projectId: string): Promise<string>;
+  ensureDefault(projectId: string, trx?: Kysely<any>): Promise<string>;
   resolve(caller: { projectId: string; isAdmin: boolean }, namesOrIds: string[], projectId: string): Promise<string[]>;
 }
 
@@ -175,7 +175,7 @@ export class PortService {
     const dhcpOptions = this.dhcpOptions(body.extraDhcpOpts ?? []);
     if (body.vnicType !== undefined && !VNIC_TYPES.includes(body.vnicType)) throw invalid(`'${body.vnicType}' is not in ${JSON.stringify(VNIC_TYPES)}`.replace(/"/g, "'"));
     if (body.macAddress !== undefined) this.mac(body.macAddress);
-    const groups = await this.groupsFor(caller, projectId, portSecurity, deviceOwner, body.securityGroups);
+    const groups = await this.groupsFor(caller, projectId, portSecurity, deviceOwner, body.securityGroups, options.trx);
     if (!portSecurity && pairs.length > 0) {
       throw neutronError(new Conflict('Port Security must be enabled in order to have allowed address pairs on a port.'), 'AddressPairAndPortSecurityRequired');
     }
@@ -214,15 +214,26 @@ export class PortService {
   }
 
   /** The groups a new port (or a port update) gets: the asked ones, the project's default, or none. */
-  private async groupsFor(caller: Caller | null, projectId: string, portSecurity: boolean, deviceOwner: string, asked: string[] | undefined): Promise<string[]> {
+  private async groupsFor(caller: Caller | null, projectId: string, portSecurity: boolean, deviceOwner: string, asked: string[] | undefined, trx?: Kysely<any>): Promise<string[]> {
     if (asked !== undefined && asked.length > 0) {
       if (!portSecurity) {
         throw neutronError(new BadRequest('Port security must be enabled and port must have an IP address in order to use security groups.'), 'PortSecurityAndIPRequiredForSecurityGroups');
       }
+      if (trx) return this.groupIdsIn(trx, asked);
       return [...new Set(await this.securityGroups.resolve(caller ?? { projectId, isAdmin: true }, asked, projectId))];
     }
     if (asked !== undefined || !portSecurity || deviceOwner.startsWith('network:')) return [];
-    return [await this.securityGroups.ensureDefault(projectId)];
+    // Inside the caller's transaction the group must be made in it too (SQLite has one connection).
+    return [await this.securityGroups.ensureDefault(projectId, trx)];
+  }
+
+  /** Inside a caller's transaction (internal callers), groups are given by id: each must exist. */
+  private async groupIdsIn(trx: Kysely<any>, ids: string[]): Promise<string[]> {
+    const wanted = [...new Set(ids)];
+    const found = new Set((await trx.selectFrom('network_security_groups').select('id').where('id', 'in', wanted).execute()).map((r) => r.id as string));
+    const missing = wanted.filter((id) => !found.has(id));
+    if (missing.length > 0) throw neutronError(new NotFound(`Security group ${missing.join(', ')} does not exist`), 'SecurityGroupNotFound');
+    return wanted;
   }
 
   /** Gives a new port its fixed IPs, as asked or one per IP version by default. */

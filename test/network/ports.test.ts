@@ -4,6 +4,7 @@
 // attributes, binding to a host whose no-op agent makes the port ACTIVE, and the service's bind().
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { transaction } from '../../src/db/index.js';
 import { assertNeutronError, startNetworkCloud, type NetworkCloud, type ProjectToken } from './harness.js';
 
 describe('ports', () => {
@@ -189,6 +190,33 @@ describe('ports', () => {
 
     assert.equal((await nc.delete(`/ports/${port.id}`)).status, 204);
     assert.ok(!nc.cloud.networkAgents[0].plugged.has(port.id) || await new Promise((r) => setTimeout(() => r(!nc.cloud.networkAgents[0].plugged.has(port.id)), 100)));
+  });
+
+  it('creates ports inside a transaction of the caller (what routers and servers do), groups and all', async () => {
+    const ports = nc.cloud.network.services.ports;
+    const project = (await nc.projectUser('port-trx')).projectId;
+    const shared = await nc.network({ shared: true });
+    await nc.subnet(shared.id, { cidr: '10.41.0.0/24' });
+    const made = await transaction(nc.cloud.database, (trx) => ports.create(null, { networkId: shared.id, projectId: project, deviceOwner: 'compute:nova' }, { trx }));
+    assert.equal(made.projectId, project);
+    assert.equal(made.securityGroups.length, 1, 'the project default group, made in the same transaction');
+    assert.equal(made.fixedIps.length, 1);
+    await assert.rejects(transaction(nc.cloud.database, (trx) => ports.create(null, { networkId: shared.id, projectId: project, securityGroups: ['no-such-group'] }, { trx })),
+      (err: any) => err.neutronType === 'SecurityGroupNotFound');
+    // A rolled-back transaction leaves no port and no address behind.
+    await assert.rejects(transaction(nc.cloud.database, async (trx) => {
+      await ports.create(null, { networkId: shared.id, projectId: project, fixedIps: [{ ipAddress: '10.41.0.77' }] }, { trx });
+      throw new Error('caller gives up');
+    }));
+    assert.equal((await nc.get('/ports?fixed_ips=ip_address%3D10.41.0.77')).body.ports.length, 0);
+    await nc.port(shared.id, { fixed_ips: [{ ip_address: '10.41.0.77' }] });
+  });
+
+  it('an external network with gateway ports stays external', async () => {
+    const external = await nc.network({ 'router:external': true });
+    await nc.subnet(external.id, { cidr: '172.24.4.0/24' });
+    await nc.port(external.id, { device_owner: 'network:router_gateway', device_id: 'router-1' });
+    assertNeutronError(await nc.put(`/networks/${external.id}`, { network: { 'router:external': false } }), 409, 'ExternalNetworkInUse');
   });
 
   it('hides ports from other projects; the network owner sees ports on its network', async () => {
