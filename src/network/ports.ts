@@ -291,25 +291,29 @@ export class PortService {
     return subnet;
   }
 
-  async update(caller: Caller | null, id: string, changes: PortUpdate): Promise<Port> {
-    const current = await this.get(id);
+  /**
+   * Changes a port. Inside `options.trx` (a caller's transaction) the agents are not told:
+   * the caller calls agents.notifyPortChanged after its commit.
+   */
+  async update(caller: Caller | null, id: string, changes: PortUpdate, options: { trx?: Kysely<any> } = {}): Promise<Port> {
+    const current = await this.get(id, options.trx);
     const portSecurity = changes.portSecurityEnabled ?? current.portSecurityEnabled;
     const pairs = changes.allowedAddressPairs === undefined ? undefined : this.addressPairs(changes.allowedAddressPairs);
     const dhcpOptions = changes.extraDhcpOpts === undefined ? undefined : this.dhcpOptions(changes.extraDhcpOpts);
     if (changes.vnicType !== undefined && !VNIC_TYPES.includes(changes.vnicType)) throw invalid(`'${changes.vnicType}' is not in ${JSON.stringify(VNIC_TYPES)}`.replace(/"/g, "'"));
     let groups: string[] | undefined;
     if (changes.securityGroups !== undefined) {
-      groups = await this.groupsFor(caller, current.projectId, portSecurity, current.deviceOwner, changes.securityGroups);
+      groups = await this.groupsFor(caller, current.projectId, portSecurity, current.deviceOwner, changes.securityGroups, options.trx);
     } else if (changes.portSecurityEnabled === false && current.securityGroups.length > 0) {
       throw neutronError(new Conflict('Port has security group associated. Cannot disable port security or ip address until security group is removed'), 'PortSecurityPortHasSecurityGroup');
     } else if (changes.portSecurityEnabled === true && !current.portSecurityEnabled && current.securityGroups.length === 0 && !current.deviceOwner.startsWith('network:')) {
-      groups = [await this.securityGroups.ensureDefault(current.projectId)];
+      groups = [await this.securityGroups.ensureDefault(current.projectId, options.trx)];
     }
     if (!portSecurity && (pairs ?? current.allowedAddressPairs).length > 0) {
       throw neutronError(new Conflict('Port Security must be enabled in order to have allowed address pairs on a port.'), 'AddressPairAndPortSecurityRequired');
     }
     const previousHost = current.binding.hostId;
-    await inTransaction(this.context.database, undefined, async (trx) => {
+    await inTransaction(this.context.database, options.trx, async (trx) => {
       const row = await trx.selectFrom('network_ports').select('revision_number').where('id', '=', id).executeTakeFirst();
       if (!row) throw portNotFound(id);
       const set: Record<string, unknown> = { revision_number: Number(row.revision_number) + 1, updated_at: nowStamp() };
@@ -352,6 +356,7 @@ export class PortService {
         await this.writeDhcpOptions(trx, id, dhcpOptions);
       }
     });
+    if (options.trx) return this.get(id, options.trx);
     let port: Port | undefined;
     if (changes.hostId !== undefined && changes.hostId !== previousHost) {
       if (previousHost) await this.context.services.agents.unplugPort(previousHost, id);

@@ -201,6 +201,9 @@ describe('ports', () => {
     assert.equal(made.projectId, project);
     assert.equal(made.securityGroups.length, 1, 'the project default group, made in the same transaction');
     assert.equal(made.fixedIps.length, 1);
+    const renamed = await transaction(nc.cloud.database, (trx) => ports.update(null, made.id, { deviceId: 'router-9', deviceOwner: 'network:router_interface', securityGroups: [] }, { trx }));
+    assert.equal(renamed.deviceOwner, 'network:router_interface');
+    assert.deepEqual(renamed.securityGroups, []);
     await assert.rejects(transaction(nc.cloud.database, (trx) => ports.create(null, { networkId: shared.id, projectId: project, securityGroups: ['no-such-group'] }, { trx })),
       (err: any) => err.neutronType === 'SecurityGroupNotFound');
     // A rolled-back transaction leaves no port and no address behind.
