@@ -10,7 +10,7 @@ describe('networks', () => {
   let other: ProjectToken;
 
   before(async () => {
-    nc = await startNetworkCloud();
+    nc = await startNetworkCloud({ ml2_type_vlan: { network_vlan_ranges: 'physnet9:100:101' } });
     other = await nc.projectUser('net-other');
   });
   after(() => nc.close());
@@ -78,6 +78,14 @@ describe('networks', () => {
     }
     // Provider attributes do not change after create.
     assertNeutronError(await nc.put(`/networks/${vlan.id}`, { network: { 'provider:segmentation_id': 101 } }), 400, 'InvalidInput');
+  });
+
+  it('allocates VLAN ids from [ml2_type_vlan] network_vlan_ranges until none is left', async () => {
+    const vlan = { 'provider:network_type': 'vlan', 'provider:physical_network': 'physnet9' };
+    const ids = [(await nc.network(vlan))['provider:segmentation_id'], (await nc.network(vlan))['provider:segmentation_id']];
+    assert.deepEqual(ids.sort(), [100, 101]);
+    assertNeutronError(await nc.post('/networks', { network: vlan }), 503, 'NoNetworkAvailable');
+    assertNeutronError(await nc.post('/networks', { network: { 'provider:network_type': 'vlan', 'provider:physical_network': 'physnet8' } }), 503, 'NoNetworkAvailable');
   });
 
   it('shows shared and external networks to other projects, hides private ones', async () => {
