@@ -153,7 +153,7 @@ export class PortService {
       // Fixed IPs in the order of their subnets' creation, as Neutron lists them.
       fixedIps: fixed.get(r.id)!.sort((a, b) => (subnetOrder.get(a.subnetId)! < subnetOrder.get(b.subnetId)! ? -1 : subnetOrder.get(a.subnetId)! > subnetOrder.get(b.subnetId)! ? 1 : 0)),
       securityGroups: groups.get(r.id)!.sort(), portSecurityEnabled: !!r.port_security_enabled,
-      allowedAddressPairs: pairs.get(r.id)!, extraDhcpOpts: options.get(r.id)!.sort((a, b) => a.optName.localeCompare(b.optName)),
+      allowedAddressPairs: pairs.get(r.id)!.sort((a, b) => a.ipAddress.localeCompare(b.ipAddress) || a.macAddress.localeCompare(b.macAddress)), extraDhcpOpts: options.get(r.id)!.sort((a, b) => a.optName.localeCompare(b.optName)),
       binding: {
         hostId: r.binding_host_id, vifType: r.binding_vif_type, vifDetails: parseJson(r.binding_vif_details, {}),
         vnicType: r.binding_vnic_type, profile: parseJson(r.binding_profile, {}),
