@@ -63,6 +63,16 @@ describe('ports', () => {
     assert.equal((await nc.get('/ports?fixed_ips=ip_address%3D10.99.0.1', { token: nc.demoToken })).body.ports.length, 0);
   });
 
+  it('creates ports in bulk, all or none', async () => {
+    const made = await nc.post('/ports', { ports: [{ network_id: network.id, name: 'b1' }, { network_id: network.id, name: 'b2', fixed_ips: [{ ip_address: '10.10.0.120' }] }] }, { token: nc.demoToken });
+    assert.equal(made.status, 201, made.text);
+    assert.deepEqual(made.body.ports.map((p: any) => p.name), ['b1', 'b2']);
+    const refused = await nc.post('/ports', { ports: [{ network_id: network.id, name: 'b3', fixed_ips: [{ ip_address: '10.10.0.121' }] }, { network_id: network.id, fixed_ips: [{ ip_address: '10.10.0.120' }] }] }, { token: nc.demoToken });
+    assertNeutronError(refused, 409, 'IpAddressAlreadyAllocated');
+    assert.equal((await nc.get('/ports?name=b3', { token: nc.demoToken })).body.ports.length, 0, 'the first of a refused bulk is gone again');
+    assertNeutronError(await nc.post('/ports', { ports: {} }, { token: nc.demoToken }), 400);
+  });
+
   it('keeps MAC addresses unique per network', async () => {
     const port = await nc.port(network.id, { mac_address: 'FA:16:3E:00:00:01' }, nc.demoToken);
     assert.equal(port.mac_address, 'fa:16:3e:00:00:01');

@@ -120,8 +120,9 @@ function register(app: FastifyInstance, deps: NetworkApiDeps): void {
     return listView(request, deps, 'ports', visible.map((p) => render(deps, request, p, byId.get(p.networkId))), { handled: ['fixed_ips'] });
   });
 
-  app.post('/v2.0/ports', async (request, reply) => {
-    const body = new BodyReader(resourceBody(request.body, 'port')).only([...WRITABLE, 'network_id', 'tenant_id', 'project_id', 'tags']);
+  /** Checks one port body (policy included) and returns what to create and its network. */
+  const prepare = async (request: FastifyRequest, raw: Record<string, unknown>) => {
+    const body = new BodyReader(raw).only([...WRITABLE, 'network_id', 'tenant_id', 'project_id', 'tags']);
     const networkId = body.string('network_id');
     if (networkId === undefined) throw neutronError(new BadRequest("Failed to parse request. Required attribute 'network_id' not specified"), 'HTTPBadRequest');
     const network = await visibleNetwork(deps, request, networkId);
@@ -132,8 +133,28 @@ function register(app: FastifyInstance, deps: NetworkApiDeps): void {
     if ((body.string('device_owner') ?? '').startsWith('network:')) authorize(deps, request, 'create_port:device_owner', target);
     authorizeFixedIps(deps, request, 'create_port', body, target);
     const create: PortCreate = { ...common(body), networkId: network.id, projectId, tags: body.stringList('tags') };
-    const port = await ports.create(callerOf(request), create);
-    return reply.code(201).send({ port: render(deps, request, port, network) });
+    return { create, network };
+  };
+
+  app.post('/v2.0/ports', async (request, reply) => {
+    const bulk = (request.body as { ports?: unknown } | null)?.ports;
+    if (bulk === undefined) {
+      const { create, network } = await prepare(request, resourceBody(request.body, 'port'));
+      const port = await ports.create(callerOf(request), create);
+      return reply.code(201).send({ port: render(deps, request, port, network) });
+    }
+    // Bulk create ({"ports": [...]}): all or none, as Neutron's emulated bulk does it (made ones are deleted on a failure).
+    if (!Array.isArray(bulk) || bulk.some((p) => typeof p !== 'object' || p === null || Array.isArray(p))) throw neutronError(new BadRequest('Resource body required'), 'HTTPBadRequest');
+    const prepared = [];
+    for (const raw of bulk as Record<string, unknown>[]) prepared.push(await prepare(request, raw));
+    const made: { port: Port; network: Network }[] = [];
+    try {
+      for (const { create, network } of prepared) made.push({ port: await ports.create(callerOf(request), create), network });
+    } catch (err) {
+      for (const { port } of made) await ports.delete(null, port.id).catch(() => undefined);
+      throw err;
+    }
+    return reply.code(201).send({ ports: made.map(({ port, network }) => render(deps, request, port, network)) });
   });
 
   app.get('/v2.0/ports/:id', async (request) => {
