@@ -6,11 +6,11 @@
 import type { Kysely } from 'kysely';
 import { BadRequest, Conflict, NotFound } from '../core/errors.js';
 import { newUuid } from '../core/ids.js';
-import { isUniqueViolation, transaction } from '../db/index.js';
+import { isUniqueViolation } from '../db/index.js';
 import { neutronError } from './api/errors.js';
 import { bitsOf, formatAddress, formatCidr, parseAddress, parseCidr } from './addresses.js';
 import { removeTags, replaceTags, tagsOf, validateTag } from './tags.js';
-import { nowStamp } from './transactions.js';
+import { insertUnlessDuplicate, nowStamp, retryingTransaction } from './transactions.js';
 import type { NetworkContext } from './index.js';
 
 export type RuleDirection = 'ingress' | 'egress';
@@ -328,19 +328,28 @@ export class SecurityGroupService {
   async ensureDefault(projectId: string, trx?: Kysely<any>): Promise<string> {
     const existing = await this.defaultGroupId(trx ?? this.db, projectId);
     if (existing) return existing;
-    const create = async (t: Kysely<any>) => {
-      const id = newUuid();
-      const at = nowStamp();
-      await t.insertInto('network_security_groups').values({
-        id, project_id: projectId, name: 'default', description: DEFAULT_GROUP_DESCRIPTION, stateful: 1,
-        default_for_project: projectId, created_at: at, updated_at: at, revision_number: 0,
-      }).execute();
+    const id = newUuid();
+    const at = nowStamp();
+    const insertGroup = (t: Kysely<any>) => t.insertInto('network_security_groups').values({
+      id, project_id: projectId, name: 'default', description: DEFAULT_GROUP_DESCRIPTION, stateful: 1,
+      default_for_project: projectId, created_at: at, updated_at: at, revision_number: 0,
+    }).execute();
+    const insertRules = async (t: Kysely<any>) => {
       for (const rule of templateRules(id, projectId, true)) await t.insertInto('network_security_group_rules').values(ruleRow(newUuid(), rule, at)).execute();
-      return id;
     };
-    if (trx) return create(trx);
+    if (trx) {
+      // Inside the caller's transaction a lost race must not abort it (PostgreSQL would): a savepoint
+      // takes the refused insert back, and a locking read sees the winner's committed row.
+      if (!(await insertUnlessDuplicate(trx, insertGroup))) {
+        const winner = await this.defaultGroupId(trx, projectId, true);
+        if (!winner) throw neutronError(new Conflict(`The default security group of project ${projectId} is being made; try again.`), 'SecurityGroupConflict');
+        return winner;
+      }
+      await insertRules(trx);
+      return id;
+    }
     try {
-      return await transaction(this.context.database, create);
+      return await retryingTransaction(this.context.database, async (t) => { await insertGroup(t); await insertRules(t); return id; });
     } catch (err) {
       if (!isUniqueViolation(err)) throw err;
       const winner = await this.defaultGroupId(this.db, projectId);
@@ -415,7 +424,7 @@ export class SecurityGroupService {
     }));
     // Neutron makes a project's default group before its first other group.
     for (const project of new Set(specs.map((s) => s.projectId))) await this.ensureDefault(project);
-    const ids = await transaction(this.context.database, async (trx) => {
+    const ids = await retryingTransaction(this.context.database, async (trx) => {
       const perProject = new Map<string, number>();
       for (const spec of specs) perProject.set(spec.projectId, (perProject.get(spec.projectId) ?? 0) + 1);
       for (const [project, count] of perProject) await this.context.services.quotas.check(trx, project, 'security_group', count);
@@ -443,7 +452,7 @@ export class SecurityGroupService {
     if (changes.description !== undefined) values.description = changes.description === null ? '' : checkString('description', changes.description);
     if (changes.stateful !== undefined) values.stateful = convertBoolean('stateful', changes.stateful) ? 1 : 0;
     let statefulChanged = false;
-    await transaction(this.context.database, async (trx) => {
+    await retryingTransaction(this.context.database, async (trx) => {
       const [group] = await this.groups(trx, { ids: [id], projectId: caller.isAdmin ? undefined : caller.projectId });
       if (!group) throw groupNotFound(id);
       if ('name' in changes && group.isDefault) {
@@ -466,7 +475,7 @@ export class SecurityGroupService {
    * project's default group only an admin may delete.
    */
   async delete(caller: SecurityGroupCaller, id: string): Promise<void> {
-    const touched = await transaction(this.context.database, async (trx) => {
+    const touched = await retryingTransaction(this.context.database, async (trx) => {
       const group = await trx.selectFrom('network_security_groups').selectAll().where('id', '=', id).executeTakeFirst();
       if (!group || (!caller.isAdmin && group.project_id !== caller.projectId)) throw groupNotFound(id);
       if (await this.boundPortCount(trx, id) > 0) throw groupInUse(id);
@@ -522,7 +531,7 @@ export class SecurityGroupService {
       if (keys.has(key)) throw neutronError(new Conflict('Duplicate Security Group Rule in POST.'), 'DuplicateSecurityGroupRuleInPost');
       keys.add(key);
     }
-    const ids = await transaction(this.context.database, async (trx) => {
+    const ids = await retryingTransaction(this.context.database, async (trx) => {
       for (const remote of new Set(specs.map((s) => s.remoteGroupId).filter((r): r is string => r !== null))) {
         if (!(await this.groupExists(trx, remote, scope))) throw groupNotFound(remote);
       }
@@ -555,7 +564,7 @@ export class SecurityGroupService {
   /** Only a rule's description may change (standard-attr-description). */
   async updateRule(caller: SecurityGroupCaller, id: string, changes: SecurityGroupAttributes): Promise<SecurityGroupRule> {
     const description = changes.description === undefined ? undefined : changes.description === null ? '' : checkString('description', changes.description);
-    await transaction(this.context.database, async (trx) => {
+    await retryingTransaction(this.context.database, async (trx) => {
       const [rule] = await this.rules(trx, { ids: [id], visibleTo: caller.isAdmin ? undefined : caller.projectId });
       if (!rule) throw ruleNotFound(id);
       if (description === undefined) return;
@@ -566,7 +575,7 @@ export class SecurityGroupService {
   }
 
   async deleteRule(caller: SecurityGroupCaller, id: string): Promise<void> {
-    const groupId = await transaction(this.context.database, async (trx) => {
+    const groupId = await retryingTransaction(this.context.database, async (trx) => {
       const [rule] = await this.rules(trx, { ids: [id], visibleTo: caller.isAdmin ? undefined : caller.projectId });
       if (!rule) throw ruleNotFound(id);
       await trx.deleteFrom('network_security_group_rules').where('id', '=', id).execute();
@@ -592,8 +601,11 @@ export class SecurityGroupService {
     return neutronError(new Conflict(`Security group rule already exists. Rule id is ${id}.`), 'SecurityGroupRuleExists');
   }
 
-  private async defaultGroupId(db: Kysely<any>, projectId: string): Promise<string | undefined> {
-    const row = await db.selectFrom('network_security_groups').select('id').where('default_for_project', '=', projectId).executeTakeFirst();
+  /** `locking`: read the latest committed row (MariaDB's plain reads keep the transaction's first snapshot). */
+  private async defaultGroupId(db: Kysely<any>, projectId: string, locking = false): Promise<string | undefined> {
+    let query = db.selectFrom('network_security_groups').select('id').where('default_for_project', '=', projectId);
+    if (locking && this.context.database.engine !== 'sqlite') query = query.forUpdate();
+    const row = await query.executeTakeFirst();
     return row?.id;
   }
 

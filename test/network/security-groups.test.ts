@@ -6,6 +6,7 @@
 // project and role, list filters/fields/sorting/paging, quotas, and the service contract.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { retryingTransaction } from '../../src/network/transactions.js';
 import { testEngines } from '../../src/db/testing.js';
 import { assertNeutronError, startNetworkCloud, type ApiResponse, type NetworkCloud } from './harness.js';
 
@@ -547,6 +548,18 @@ for (const engine of testEngines().filter((e) => e.engine !== 'sqlite')) {
       for (const lost of answers.filter((a) => a.status !== 201)) {
         assertNeutronError(lost, 409, 'SecurityGroupRuleExists', `Security group rule already exists. Rule id is ${won[0].body.security_group_rule.id}.`);
       }
+    });
+
+    it('makes one default group when ports being made in several transactions ask for it at once', async () => {
+      const project = `engine-trx-${engine.engine}`;
+      // As ports.ts runs them: a transaction MariaDB picks as a deadlock victim is run again.
+      const ids = await Promise.all(Array.from({ length: 6 }, () => retryingTransaction(net.cloud.database,
+        (trx) => net.cloud.network.services.securityGroups.ensureDefault(project, trx))));
+      assert.equal(new Set(ids).size, 1, ids.join(', '));
+      const rows = await net.cloud.database.db.selectFrom('network_security_groups').select('id').where('project_id', '=', project).execute();
+      assert.deepEqual(rows.map((r) => r.id), [ids[0]]);
+      const rules = await net.cloud.network.services.securityGroups.rulesOf([ids[0]]);
+      assert.equal(rules.length, 4);
     });
 
     it('writes a bulk create wholly or not at all, and deletes a group with the rules that name it', async () => {
