@@ -156,6 +156,7 @@ export class SubnetService {
     if (ra && addressMode && ra !== addressMode) {
       throw invalid(`ipv6_ra_mode set to '${ra}' with ipv6_address_mode set to '${addressMode}' is not valid. If both attributes are set, they must be the same value`);
     }
+    if ((ra || addressMode) && body.enableDhcp === false) throw invalid('ipv6_ra_mode or ipv6_address_mode cannot be set when enable_dhcp is set to False');
     const dnsNameservers = this.nameservers(body.dnsNameservers ?? [], version);
     const hostRoutes = this.routes(body.hostRoutes ?? [], version);
     const id = newUuid();
@@ -217,6 +218,9 @@ export class SubnetService {
       }
       if (changes.dnsNameservers !== undefined) set.dns_nameservers = JSON.stringify(this.nameservers(changes.dnsNameservers, current.ipVersion));
       if (changes.hostRoutes !== undefined) set.host_routes = JSON.stringify(this.routes(changes.hostRoutes, current.ipVersion));
+      if (changes.enableDhcp === false && (current.ipv6RaMode || current.ipv6AddressMode)) {
+        throw invalid('ipv6_ra_mode or ipv6_address_mode cannot be set when enable_dhcp is set to False');
+      }
       if (changes.enableDhcp !== undefined) set.enable_dhcp = changes.enableDhcp ? 1 : 0;
       if (changes.name !== undefined) set.name = changes.name;
       if (changes.description !== undefined) set.description = changes.description;

@@ -84,6 +84,10 @@ describe('subnets', () => {
     assertNeutronError(await post({ cidr: '2001:db8:3::/80', ipv6_address_mode: 'slaac' }), 400, 'InvalidInput', 'EUI-64');
     assertNeutronError(await post({ cidr: '2001:db8:3::/64', ipv6_address_mode: 'bogus' }), 400, 'InvalidInput');
     assertNeutronError(await post({ cidr: '2001:DB8:1::/64' }), 400, 'InvalidInput', 'overlaps');
+    assertNeutronError(await post({ cidr: '2001:db8:4::/64', ipv6_address_mode: 'slaac', enable_dhcp: false }), 400, 'InvalidInput', 'enable_dhcp');
+    assertNeutronError(await nc.put(`/subnets/${slaac.id}`, { subnet: { enable_dhcp: false } }), 400, 'InvalidInput');
+    const plain = await nc.subnet(network.id, { ip_version: 6, cidr: '2001:db8:5::/64', enable_dhcp: false, gateway_ip: '2001:db8:5::fe' });
+    assert.equal(plain.gateway_ip, '2001:db8:5::fe');
   });
 
   it('updates name, gateway, pools and DNS; refuses read-only attributes', async () => {
