@@ -30,8 +30,6 @@ export interface NetworkAgent {
   heartbeatTimestamp: string;
 }
 
-/** What the security group area offers the agents (src/network/security-groups.ts). */
-interface SecurityGroupRules { rulesOf(groupIds: string[]): Promise<(Omit<FilterRule, never> & { normalizedCidr?: string | null })[]> }
 /** What the L3 area offers the agents (src/network/routers.ts): a router as its agent runs it, null when gone. */
 interface RouterSetups { routerSetup?(routerId: string): Promise<RouterSetup | null> }
 
@@ -192,7 +190,7 @@ export class AgentService {
     for (const port of ports) byHost.set(port.binding.hostId, [...(byHost.get(port.binding.hostId) ?? []), port]);
     if (byHost.size === 0) return;
     const allGroups = [...new Set(ports.flatMap((p) => p.securityGroups))];
-    const rules: FilterRule[] = (await (this.context.services.securityGroups as unknown as SecurityGroupRules).rulesOf(allGroups)).map((r) => ({
+    const rules: FilterRule[] = (await this.context.services.securityGroups.rulesOf(allGroups)).map((r) => ({
       id: r.id, securityGroupId: r.securityGroupId, direction: r.direction, ethertype: r.ethertype, protocol: r.protocol,
       portRangeMin: r.portRangeMin, portRangeMax: r.portRangeMax, remoteIpPrefix: r.normalizedCidr ?? r.remoteIpPrefix, remoteGroupId: r.remoteGroupId,
     }));

@@ -83,12 +83,6 @@ export type PortUpdate = Partial<Omit<PortCreate, 'networkId' | 'projectId' | 't
 
 export interface PortFilter { ids?: string[]; networkId?: string; deviceId?: string; deviceOwner?: string; projectId?: string; hostId?: string; subnetId?: string }
 
-/** What ports.ts needs of the security group area (src/network/security-groups.ts, its contract in plan net.md). */
-interface SecurityGroupLookup {
-  ensureDefault(projectId: string, trx?: Kysely<any>): Promise<string>;
-  resolve(caller: { projectId: string; isAdmin: boolean }, namesOrIds: string[], projectId: string): Promise<string[]>;
-}
-
 export const VNIC_TYPES = ['normal', 'direct', 'macvtap', 'baremetal', 'direct-physical', 'virtio-forwarder', 'smart-nic', 'vdpa', 'remote-managed'];
 /** What the Linux bridge agent's mechanism driver reports for a bound port. */
 export const BOUND_VIF_TYPE = 'bridge';
@@ -100,7 +94,7 @@ export class PortService {
   constructor(private readonly context: NetworkContext) {}
 
   private get db() { return this.context.database.db; }
-  private get securityGroups(): SecurityGroupLookup { return this.context.services.securityGroups as unknown as SecurityGroupLookup; }
+  private get securityGroups() { return this.context.services.securityGroups; }
 
   async get(id: string, db: Kysely<any> = this.db): Promise<Port> {
     const [port] = await this.load(db, { ids: [id] });
