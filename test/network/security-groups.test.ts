@@ -6,9 +6,10 @@
 // project and role, list filters/fields/sorting/paging, quotas, and the service contract.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { networkAgentTopic, type SecurityGroupSetup } from '../../src/network/rpc.js';
 import { retryingTransaction } from '../../src/network/transactions.js';
 import { testEngines } from '../../src/db/testing.js';
-import { assertNeutronError, startNetworkCloud, type ApiResponse, type NetworkCloud } from './harness.js';
+import { assertNeutronError, sleep, startNetworkCloud, type ApiResponse, type NetworkCloud } from './harness.js';
 
 /** The shared harness, called with full /v2.0 paths and a token as the last argument. */
 class Net {
@@ -494,6 +495,38 @@ describe('network security groups', () => {
     assert.ok(!aliases.includes('security-groups-remote-address-group'));
     const one = await net.get('/v2.0/extensions/security-group', net.demoToken);
     assert.equal(one.body.extension.name, 'security-group');
+  });
+
+  it('tells the agent of a port\'s host when its groups\' rules change', async () => {
+    // A second server on the host's agent topic: the bus shares casts between servers round-robin.
+    const setups: SecurityGroupSetup[] = [];
+    const quiet = async () => undefined;
+    const listener = await net.cloud.bus.serve(networkAgentTopic('fake-host-1'), {
+      plugPort: quiet, unplugPort: quiet, setupDhcp: quiet, setupRouter: quiet, removeRouter: quiet,
+      applySecurityGroups: async (setup: unknown) => { setups.push(setup as SecurityGroupSetup); },
+    });
+    try {
+      const network = await net.nc.network({ name: name('bound') });
+      const group = await createGroup({});
+      const port = await net.nc.port(network.id, { security_groups: [group.id], 'binding:host_id': 'fake-host-1' });
+      for (let attempt = 0; attempt < 6; attempt++) {
+        const added = await rule({ security_group_id: group.id, protocol: 'tcp', port_range_min: 1000 + attempt, port_range_max: 1000 + attempt });
+        const deadline = Date.now() + 2000;
+        let seen: SecurityGroupSetup | undefined;
+        while (!seen && Date.now() < deadline) {
+          seen = setups.find((s) => s.rules.some((r) => r.id === added.id));
+          if (!seen) await sleep(20);
+        }
+        if (!seen) continue; // that cast went to the host's own agent
+        assert.ok(seen.ports.some((p) => p.id === port.id && p.securityGroups.includes(group.id)), JSON.stringify(seen.ports));
+        const sent = seen.rules.find((r) => r.id === added.id)!;
+        assert.deepEqual([sent.securityGroupId, sent.direction, sent.protocol, sent.portRangeMin, sent.portRangeMax], [group.id, 'ingress', 'tcp', 1000 + attempt, 1000 + attempt]);
+        return;
+      }
+      assert.fail(`no applySecurityGroups with a new rule reached the listener (${setups.length} setups)`);
+    } finally {
+      await listener.close();
+    }
   });
 
   it('serves the other areas: ensureDefault, resolve, rulesOf', async () => {
