@@ -14,7 +14,7 @@ import {
   type Cidr, type IpVersion,
 } from './addresses.js';
 import { replaceTags, tagsOf } from './tags.js';
-import { inTransaction, insertUnlessDuplicate, nowStamp, parseJson } from './transactions.js';
+import { inTransaction, insertUnlessDuplicate, lockRows, nowStamp, parseJson } from './transactions.js';
 
 export type Ipv6Mode = 'slaac' | 'dhcpv6-stateful' | 'dhcpv6-stateless';
 export const IPV6_MODES: Ipv6Mode[] = ['slaac', 'dhcpv6-stateful', 'dhcpv6-stateless'];
@@ -161,9 +161,16 @@ export class SubnetService {
     const hostRoutes = this.routes(body.hostRoutes ?? [], version);
     const id = newUuid();
     await inTransaction(this.context.database, options.trx, async (trx) => {
+      // Subnets of one network (overlaps) and of one pool (free prefixes) are made one at a time.
+      await lockRows(this.context.database, trx, 'network_networks', [body.networkId]);
+      await lockRows(this.context.database, trx, 'network_subnet_pools', body.subnetpoolId ? [body.subnetpoolId] : []);
       const network = await this.context.services.networks.get(body.networkId, trx);
       await this.context.services.quotas.check(trx, body.projectId, 'subnet');
-      const poolId = body.subnetpoolId ?? (body.useDefaultSubnetpool ? await this.context.services.subnets.defaultPoolId(trx, version) : null);
+      let poolId = body.subnetpoolId ?? null;
+      if (!poolId && body.useDefaultSubnetpool) {
+        poolId = await this.defaultPoolId(trx, version);
+        await lockRows(this.context.database, trx, 'network_subnet_pools', [poolId]);
+      }
       let cidr: Cidr;
       if (poolId) {
         cidr = await this.allocateFromPool(trx, poolId, version, body.cidr, body.prefixlen);
@@ -561,7 +568,10 @@ export class SubnetService {
     if (!pool) throw subnetPoolNotFound(poolId);
     if (Number(pool.ip_version) !== version) throw invalid(`Cannot allocate IPv${version} subnet from IPv${pool.ip_version} subnet pool`);
     const prefixes = (await trx.selectFrom('network_subnet_pool_prefixes').select('cidr').where('subnetpool_id', '=', poolId).execute()).map((r) => parseCidr(r.cidr)!);
-    const taken = (await trx.selectFrom('network_subnets').select('cidr').where('subnetpool_id', '=', poolId).execute()).map((r) => parseCidr(r.cidr)!);
+    let takenQuery = trx.selectFrom('network_subnets').select('cidr').where('subnetpool_id', '=', poolId);
+    // A locking read sees rows committed after this transaction's snapshot (MariaDB's repeatable read).
+    if (this.context.database.engine !== 'sqlite') takenQuery = takenQuery.forUpdate();
+    const taken = (await takenQuery.execute()).map((r) => parseCidr(r.cidr)!);
     const min = Number(pool.min_prefixlen); const max = Number(pool.max_prefixlen);
     const failure = (reason: string) => neutronError(new Conflict(`Failed to allocate subnet: ${reason}.`), 'SubnetAllocationError');
     if (cidrText !== undefined) {

@@ -40,6 +40,17 @@ export async function retryingTransaction<T>(database: Database, fn: (trx: Kysel
   }
 }
 
+/**
+ * Locks rows for the rest of the transaction (SELECT ... FOR UPDATE) on PostgreSQL and MariaDB, so
+ * checks that no unique index can express (overlapping cidrs, a pool's free prefixes) run one at a
+ * time. Make it the transaction's first read: MariaDB's snapshot starts at the first plain read.
+ * SQLite runs one transaction at a time anyway.
+ */
+export async function lockRows(database: Database, trx: Kysely<any>, table: string, ids: string[]): Promise<void> {
+  if (database.engine === 'sqlite' || ids.length === 0) return;
+  await trx.selectFrom(table).select('id').where('id', 'in', ids).forUpdate().execute();
+}
+
 /** `fn` inside the caller's transaction when given, otherwise in a retrying transaction of its own. */
 export function inTransaction<T>(database: Database, trx: Kysely<any> | undefined, fn: (trx: Kysely<any>) => Promise<T>): Promise<T> {
   return trx ? fn(trx) : retryingTransaction(database, fn);

@@ -45,5 +45,35 @@ for (const engine of testEngines()) {
         await target.drop();
       }
     });
+
+    it('keeps concurrent networks, pool subnets and overlapping subnets apart', async () => {
+      const target = await engine.create();
+      const nc = await startNetworkCloud({ database: { connection: target.connection } });
+      try {
+        // Concurrent tenant networks get distinct VXLAN ids.
+        const networks = await Promise.all(Array.from({ length: 8 }, (_, i) => nc.post('/networks', { network: { name: `n${i}` } })));
+        for (const res of networks) assert.equal(res.status, 201, res.text);
+        const vnis = networks.map((res) => res.body.network['provider:segmentation_id']);
+        assert.equal(new Set(vnis).size, 8, `duplicate VNIs ${vnis.join(' ')}`);
+
+        // Concurrent subnets from one pool get distinct prefixes.
+        const pool = (await nc.post('/subnetpools', { subnetpool: { name: 'p', prefixes: ['10.60.0.0/16'], default_prefixlen: 24 } })).body.subnetpool;
+        const fromPool = await Promise.all(networks.map((res) => nc.post('/subnets', { subnet: { network_id: res.body.network.id, ip_version: 4, subnetpool_id: pool.id } })));
+        for (const res of fromPool) assert.equal(res.status, 201, res.text);
+        const cidrs = fromPool.map((res) => res.body.subnet.cidr);
+        assert.equal(new Set(cidrs).size, 8, `duplicate prefixes ${cidrs.join(' ')}`);
+
+        // Overlapping subnets on one network at once: one wins, the others are refused.
+        const network = networks[0].body.network.id;
+        const overlapping = await Promise.all(['10.70.0.0/24', '10.70.0.0/25', '10.70.0.128/25', '10.70.0.0/16'].map((cidr) =>
+          nc.post('/subnets', { subnet: { network_id: network, ip_version: 4, cidr } })));
+        const won = overlapping.filter((res) => res.status === 201);
+        assert.equal(won.length, 1, overlapping.map((r) => `${r.status} ${r.text}`).join('\n'));
+        for (const res of overlapping.filter((r) => r.status !== 201)) assertNeutronError(res, 400, 'InvalidInput', 'overlaps');
+      } finally {
+        await nc.close();
+        await target.drop();
+      }
+    });
   });
 }
