@@ -73,6 +73,19 @@ describe('ports', () => {
     assertNeutronError(await nc.post('/ports', { ports: {} }, { token: nc.demoToken }), 400);
   });
 
+  it('keeps tags on ports and subnets and filters by them', async () => {
+    const port = await nc.port(network.id, { tags: ['web', 'blue'] }, nc.demoToken);
+    assert.deepEqual(port.tags, ['blue', 'web']);
+    assert.ok((await nc.get('/ports?tags-any=web,red', { token: nc.demoToken })).body.ports.some((p: any) => p.id === port.id));
+    assert.ok(!(await nc.get('/ports?not-tags=web', { token: nc.demoToken })).body.ports.some((p: any) => p.id === port.id));
+    assert.equal((await nc.put(`/ports/${port.id}/tags/db`, undefined, { token: nc.demoToken })).status, 201);
+    assert.deepEqual((await nc.get(`/ports/${port.id}/tags`, { token: nc.demoToken })).body.tags, ['blue', 'db', 'web']);
+    assert.equal((await nc.put(`/subnets/${subnet.id}/tags/s1`, undefined, { token: nc.demoToken })).status, 201);
+    assert.deepEqual((await nc.get(`/subnets?tags=s1`, { token: nc.demoToken })).body.subnets.map((s: any) => s.id), [subnet.id]);
+    assertNeutronError(await nc.put(`/ports/${port.id}/tags`, { tags: ['a,b'] }, { token: nc.demoToken }), 400);
+    assertNeutronError(await nc.get(`/ports/${port.id}/tags`, { token: other.token }), 404, 'PortNotFound');
+  });
+
   it('keeps MAC addresses unique per network', async () => {
     const port = await nc.port(network.id, { mac_address: 'FA:16:3E:00:00:01' }, nc.demoToken);
     assert.equal(port.mac_address, 'fa:16:3e:00:00:01');
