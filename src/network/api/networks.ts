@@ -86,12 +86,11 @@ function routes(app: FastifyInstance, deps: NetworkApiDeps): void {
     const target = networkTarget(network);
     authorize(deps, request, 'update_network', target);
     authorizeAttributes(deps, request, 'update_network', body, ADMIN_CREATE, target);
-    if (PROVIDER.some((k) => body.has(k))) {
-      const same = body.string('provider:network_type') ?? network.segment?.networkType;
-      if (same !== (network.segment?.networkType ?? 'local') || (body.has('provider:segmentation_id') && body.integer('provider:segmentation_id') !== network.segment?.segmentationId)
-        || (body.has('provider:physical_network') && body.string('provider:physical_network') !== network.segment?.physicalNetwork)) {
-        throw neutronError(new BadRequest('Invalid input for operation: Plugin does not support updating the following provider network attributes: provider:network_type, provider:physical_network, provider:segmentation_id.'), 'InvalidInput');
-      }
+    // Provider attributes may be sent back unchanged (clients do), never changed.
+    const current = networkView(network);
+    const changed = PROVIDER.filter((k) => body.has(k) && body.body[k] !== current[k]);
+    if (changed.length > 0) {
+      throw neutronError(new BadRequest(`Invalid input for operation: Plugin does not support updating the following provider network attributes: ${changed.join(', ')}.`), 'InvalidInput');
     }
     const updated = await networks.update(network.id, {
       name: body.string('name'), description: body.string('description'), adminStateUp: body.boolean('admin_state_up'),
