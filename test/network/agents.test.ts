@@ -3,6 +3,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { NETWORK_TOPIC, L2_AGENT_TYPE } from '../../src/network/rpc.js';
+import { startNoopNetworkAgent } from '../../src/network/agent/noop.js';
+import { createLogger } from '../../src/core/log.js';
 import { assertNeutronError, sleep, startNetworkCloud, type NetworkCloud } from './harness.js';
 
 describe('network agents', () => {
@@ -58,6 +60,26 @@ describe('network agents', () => {
     assert.equal((await nc.get('/agents?host=fake-host-2')).body.agents[0].alive, false);
     const network = await nc.network({ port_security_enabled: false });
     assert.equal((await nc.port(network.id, { 'binding:host_id': 'fake-host-2' }))['binding:vif_type'], 'binding_failed');
+  });
+
+  it('a restarted agent picks up the ports bound to its host', async () => {
+    const { config, bus } = nc.cloud;
+    const start = () => startNoopNetworkAgent({ config, bus, host: 'restart-host', logger: createLogger('test') });
+    const first = await start();
+    await first.registered;
+    const network = await nc.network({ port_security_enabled: false });
+    const port = await nc.port(network.id, { 'binding:host_id': 'restart-host' });
+    await nc.waitPort(port.id, (p) => p.status === 'ACTIVE');
+    await first.close();
+    await nc.cloud.network.services.ports.setStatus([port.id], 'DOWN');
+    const second = await start();
+    try {
+      await second.registered;
+      assert.ok(second.plugged.has(port.id));
+      await nc.waitPort(port.id, (p) => p.status === 'ACTIVE');
+    } finally {
+      await second.close();
+    }
   });
 
   it('records a new agent from its first state report and deletes it', async () => {
