@@ -51,12 +51,11 @@ export class NetworkQuotaService {
   async usage(projectId: string, resource: NetworkQuotaResource, db: Kysely<any> = this.context.database.db): Promise<number> {
     const table = TABLES[resource];
     if (!table) return 0;
-    try {
-      const row = await db.selectFrom(table).select((eb) => eb.fn.countAll<number>().as('n')).where('project_id', '=', projectId).executeTakeFirst();
-      return Number(row?.n ?? 0);
-    } catch {
-      return 0; // that area's table is not migrated yet
-    }
+    const count = async () => Number((await db.selectFrom(table).select((eb) => eb.fn.countAll<number>().as('n')).where('project_id', '=', projectId).executeTakeFirst())?.n ?? 0);
+    // Outside a transaction an area whose tables are not there yet counts 0; inside one an error must
+    // surface (PostgreSQL aborts the transaction on any failed statement).
+    if (db !== this.context.database.db) return count();
+    return count().catch(() => 0);
   }
 
   async details(projectId: string): Promise<Record<NetworkQuotaResource, QuotaDetail>> {
