@@ -87,6 +87,9 @@ export const VNIC_TYPES = ['normal', 'direct', 'macvtap', 'baremetal', 'direct-p
 /** What the Linux bridge agent's mechanism driver reports for a bound port. */
 export const BOUND_VIF_TYPE = 'bridge';
 
+/** Ports that belong to a router or a floating IP. */
+const L3_PORT_OWNERS = ['network:router_interface', 'network:router_gateway', 'network:floatingip', 'network:router_interface_distributed', 'network:ha_router_replicated_interface'];
+
 export const portNotFound = (id: string) => neutronError(new NotFound(`Port ${id} could not be found.`), 'PortNotFound');
 const invalid = (message: string) => neutronError(new BadRequest(`Invalid input for operation: ${message}`), 'InvalidInput');
 
@@ -390,10 +393,20 @@ export class PortService {
   }
 
   /** Deletes a port and frees its addresses; its host's agent unplugs it. */
-  async delete(_caller: Caller | null, id: string, options: { trx?: Kysely<any> } = {}): Promise<void> {
+  async delete(caller: Caller | null, id: string, options: { trx?: Kysely<any> } = {}): Promise<void> {
     const port = await this.get(id, options.trx);
-    await inTransaction(this.context.database, options.trx, (trx) => this.deleteRows(trx, id));
+    // Router and floating IP ports go with their router / floating IP, not through the port API (as Neutron).
+    if (caller !== null && L3_PORT_OWNERS.includes(port.deviceOwner) && port.deviceId !== '') {
+      throw neutronError(new Conflict(`Port ${id} cannot be deleted directly via the port API: has device owner ${port.deviceOwner}.`), 'ServicePortInUse');
+    }
+    // Floating IPs on the port are disassociated and its port forwardings removed with it.
+    const routers = await inTransaction(this.context.database, options.trx, async (trx) => {
+      const touched = await this.context.services.floatingIps.portDeleted(trx, id);
+      await this.deleteRows(trx, id);
+      return touched;
+    });
     if (options.trx) return;
+    for (const routerId of routers) await this.context.services.routers.notify(routerId);
     if (port.binding.hostId) await this.context.services.agents.unplugPort(port.binding.hostId, id);
     await this.announce(port.networkId, port.securityGroups);
   }
