@@ -75,7 +75,7 @@ export async function startCloud(options: CloudOptions): Promise<Cloud> {
   const placement = await createPlacement({ config, database, policy, tokens: identity.tokens, logger: logger.child('placement') });
   const image = await createImageService({ config, database, policy, tokens: identity.tokens, dataDir: options.dataDir, logger: logger.child('image') });
   const network = await createNetworking({ config, database, bus, policy, tokens: identity.tokens, logger: logger.child('network') });
-  const compute = await createCompute({ config, database, bus, policy, tokens: identity.tokens, logger: logger.child('compute'), placement: placement.placement, images: image.images });
+  const compute = await createCompute({ config, database, bus, policy, tokens: identity.tokens, logger: logger.child('compute'), placement: placement.placement, images: image.images, network: network.services });
   const policyFile = config.getOptional('oslo_policy', 'policy_file');
   if (policyFile) policy.loadOverrides(policyFile);
 

@@ -9,6 +9,8 @@ import type { PolicyEngine } from '../http/policy.js';
 import type { TokenValidator } from '../http/auth.js';
 import type { ImageService } from '../image/service.js';
 import type { PlacementService } from '../placement/service.js';
+import type { NetworkServices } from '../network/index.js';
+import { InstanceNetworking } from './networking.js';
 import { computeMigrations } from './db/migrations.js';
 import { computeBasePolicy } from './policy.js';
 import { computeApi } from './api/index.js';
@@ -41,6 +43,8 @@ export interface ComputeDeps {
   logger: Logger;
   placement: PlacementService;
   images: ImageService;
+  /** The Networking service's domain services (ports, networks, security groups); absent: servers boot without NICs. */
+  network?: NetworkServices;
 }
 
 /** The compute domain services, as the API and the conductor use them. */
@@ -72,6 +76,8 @@ export interface ComputeServices {
   enablePasswordGeneration: boolean;
   /** Resize, cold migration, confirm and revert. */
   resize: ResizeService;
+  /** Servers' ports: allocation, addresses, interfaces, security groups (Nova's network API). */
+  networking: InstanceNetworking;
 }
 
 export interface Compute {
@@ -95,10 +101,11 @@ export async function createCompute(options: ComputeDeps & { policy: PolicyEngin
   const migrations = new MigrationStore(database);
   const flavors = new FlavorService(options);
   const keypairs = new KeypairService({ ...options, quotas });
+  const networking = new InstanceNetworking({ database, network: options.network, logger: options.logger.child('networking') });
   const scheduler = createScheduler({ config, database, placement: options.placement, logger: options.logger.child('scheduler') });
-  const conductor = new Conductor({ ...options, logger: options.logger.child('conductor'), instances, actions, hosts, aggregates, serverGroups, scheduler, migrations });
-  const servers = new ServerService({ config, database, instances, actions, flavors, keypairs, quotas, serverGroups, aggregates, hosts, images: options.images, conductor });
-  const lifecycle = new ServerActions({ database, bus: options.bus, instances, actions, hosts, conductor, rpcTimeoutMs: config.getInt('DEFAULT', 'rpc_response_timeout', 60) * 1000 });
+  const conductor = new Conductor({ ...options, logger: options.logger.child('conductor'), instances, actions, hosts, aggregates, serverGroups, scheduler, migrations, networking });
+  const servers = new ServerService({ config, database, instances, actions, flavors, keypairs, quotas, serverGroups, aggregates, hosts, images: options.images, conductor, networking });
+  const lifecycle = new ServerActions({ database, bus: options.bus, instances, actions, hosts, conductor, networking, rpcTimeoutMs: config.getInt('DEFAULT', 'rpc_response_timeout', 60) * 1000 });
   const moves = new ServerMoves({ database, bus: options.bus, instances, actions, hosts, migrations, lifecycle, rpcTimeoutMs: config.getInt('DEFAULT', 'rpc_response_timeout', 60) * 1000 });
   const imageActions = new ImageActions({
     instances, lifecycle, images: options.images, quotas, keypairs, aggregates, systemMetadata: new SystemMetadataStore(database),
@@ -112,6 +119,7 @@ export async function createCompute(options: ComputeDeps & { policy: PolicyEngin
     hosts, flavors, keypairs, quotas, serverGroups, aggregates, instances, actions, migrations, servers, lifecycle, imageActions, scheduler, conductor,
     softDeletes, consoles, serverPasswords, moves,
     enablePasswordGeneration: config.getBool('api', 'enable_instance_password', true),
+    networking,
     resize: new ResizeService({ config, database, instances, actions, migrations, flavors, quotas, hosts, lifecycle, conductor }),
   };
   const api = computeApi({ compute: services, policy: options.policy, tokens: options.tokens, maxLimit: config.getInt('api', 'max_limit', 1000) });

@@ -2,7 +2,7 @@
 // the task state it moves the instance into, the instance action it records, and the
 // workflow that carries it out. Quick actions that need no workflow (lock, reset state,
 // console output) are here too.
-import { Conflict, Forbidden } from '../core/errors.js';
+import { Conflict, Forbidden, NotFound } from '../core/errors.js';
 import type { Kysely } from 'kysely';
 import { transaction, type Database } from '../db/index.js';
 import type { InstanceActionStore } from './actions.js';
@@ -14,6 +14,7 @@ import { agentClient } from './rpc.js';
 import type { Caller } from './servers.js';
 import type { PowerOperation } from './virt/driver.js';
 import type { Bus } from '../bus/types.js';
+import type { InstanceNetworking } from './networking.js';
 
 /** When an action may start: Nova's check_instance_state. */
 export interface StateRule {
@@ -23,6 +24,9 @@ export interface StateRule {
 }
 
 /** Power operations: the API name (for messages), the instance action, the states they start from, their task state. */
+/** Where Nova's attach_interface / detach_interface may run. */
+const INTERFACE_STATES: StateRule = { vmStates: [VmState.ACTIVE, VmState.PAUSED, VmState.STOPPED] };
+
 const POWER_RULES: Record<PowerOperation, StateRule & { apiName: string; action: string; taskState: string }> = {
   stop: { apiName: 'stop', action: 'stop', vmStates: [VmState.ACTIVE, VmState.ERROR], taskState: 'powering-off' },
   start: { apiName: 'start', action: 'start', vmStates: [VmState.STOPPED], taskState: 'powering-on' },
@@ -47,6 +51,7 @@ export interface ServerActionDeps {
   hosts: HostService;
   conductor: Conductor;
   rpcTimeoutMs: number;
+  networking: InstanceNetworking;
 }
 
 export class ServerActions {
@@ -152,6 +157,41 @@ export class ServerActions {
     } finally {
       await this.deps.instances.updateIf(instance.id, { taskState: ['updating_password'] }, { taskState: null });
     }
+  }
+
+  /**
+   * os-interface attach: a port (given, or made on a network) bound to the instance's host, then
+   * hot-plugged by the host's driver; a failed plug frees the port again.
+   */
+  async attachInterface(caller: Caller, instance: Instance, request: Parameters<InstanceNetworking['attach']>[2]) {
+    this.checkLock(caller, instance);
+    this.checkState(instance, INTERFACE_STATES, 'attach_interface');
+    const action = await this.deps.actions.start(instance.id, 'attach_interface', caller);
+    return this.deps.actions.withEvent(action.id, 'compute_attach_interface', instance.host, async () => {
+      const port = await this.deps.networking.attach(caller, instance, request);
+      if (!instance.host) return port;
+      const vif = (await this.deps.networking.vifs(instance.id)).find((v) => v.portId === port.id)!;
+      try {
+        await this.agent(instance.host).attachInterface({ uuid: instance.id, vif });
+      } catch (err) {
+        await this.deps.networking.detach(instance.id, port.id);
+        if (err instanceof Conflict) throw err;
+        throw new Conflict(`Failed to attach network adapter device to ${instance.id}: ${(err as Error).message}`);
+      }
+      return this.deps.networking.interfaces(instance.id).then((all) => all.find((i) => i.port.id === port.id)?.port ?? port);
+    });
+  }
+
+  /** os-interface detach: unplugged by the host's driver, then the port deleted (Nova made it) or unbound (the user's). */
+  async detachInterface(caller: Caller, instance: Instance, portId: string): Promise<void> {
+    this.checkLock(caller, instance);
+    this.checkState(instance, INTERFACE_STATES, 'detach_interface');
+    if (!(await this.deps.networking.hasPort(instance.id, portId))) throw new NotFound(`Port ${portId} is not attached`);
+    const action = await this.deps.actions.start(instance.id, 'detach_interface', caller);
+    await this.deps.actions.withEvent(action.id, 'compute_detach_interface', instance.host, async () => {
+      if (instance.host) await this.agent(instance.host).detachInterface({ uuid: instance.id, portId }).catch(this.unavailable(instance));
+      await this.deps.networking.detach(instance.id, portId);
+    });
   }
 
   /** trigger_crash_dump (2.17): an NMI to a running guest. */

@@ -130,6 +130,10 @@ export interface ComputeAgentRpc {
   postLiveMigrationAtDestination(args: { uuid: string; powerState: PowerStateValue }): Promise<{ powerState: PowerStateValue }>;
   /** Destination: Nova's rollback_live_migration_at_destination. */
   rollbackLiveMigrationAtDestination(args: { uuid: string }): Promise<void>;
+  /** Hot-plugs a port into the running instance (VirtDriver.attachInterface; os-interface attach). */
+  attachInterface(args: { uuid: string; vif: InstanceVif }): Promise<void>;
+  /** Unplugs a port from the instance (VirtDriver.detachInterface); succeeds when it is not plugged. */
+  detachInterface(args: { uuid: string; portId: string }): Promise<void>;
 }
 
 /** A typed client for an agent's RPC methods. */
@@ -162,6 +166,8 @@ export function agentClient(bus: Bus, host: string, timeoutMs: number): ComputeA
     forceCompleteLiveMigration: call('forceCompleteLiveMigration'),
     postLiveMigrationAtDestination: call('postLiveMigrationAtDestination'),
     rollbackLiveMigrationAtDestination: call('rollbackLiveMigrationAtDestination'),
+    attachInterface: call('attachInterface'),
+    detachInterface: call('detachInterface'),
   };
 }
 

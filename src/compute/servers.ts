@@ -17,6 +17,7 @@ import type { KeypairService } from './keypairs.js';
 import type { QuotaService } from './quotas.js';
 import { PowerState } from './rpc.js';
 import type { ServerGroupService } from './server-groups.js';
+import type { InstanceNetworking } from './networking.js';
 
 export interface Caller { userId: string; projectId: string; isAdmin: boolean; requestId: string }
 
@@ -45,7 +46,8 @@ export interface CreateServerRequest {
   /** Admin placement: from `zone:host:node` or the 2.74 host / hypervisor_hostname fields. */
   host?: string;
   node?: string;
-  networks: InstanceRequest['networks'];
+  /** undefined: the field was left out (before 2.37), auto without the error when no network exists. */
+  networks: InstanceRequest['networks'] | undefined;
   securityGroups?: string[];
   blockDeviceMappings?: BlockDeviceRequest[];
   configDrive?: boolean;
@@ -72,6 +74,7 @@ export interface ServerServiceDeps {
   hosts: HostService;
   images: ImageService;
   conductor: Conductor;
+  networking: InstanceNetworking;
 }
 
 /** Nova's sanitize_hostname: lower case, [a-z0-9-] only, no leading/trailing dashes, 63 characters at most. */
@@ -109,12 +112,8 @@ export class ServerService {
     if (request.host !== undefined && !(await deps.hosts.hostExists(request.host))) {
       throw new BadRequest(`Compute host ${request.host} could not be found.`);
     }
-    const networks = request.networks;
-    if (Array.isArray(networks) && networks.length > 0) {
-      // Ports and networks come with the Networking service; until then only auto/none are served.
-      const first = networks[0];
-      throw new BadRequest(first.port ? `Port ${first.port} could not be found.` : `Network ${first.uuid ?? first.fixed_ip} could not be found.`);
-    }
+    // The NICs to allocate after scheduling: auto resolved to the project's one network, ports and networks checked.
+    const networks = await deps.networking.validate(caller, request.networks, request.securityGroups ?? [], request.minCount, request.maxCount);
     const hints = request.schedulerHints ?? {};
     const groupHint = hints.group === undefined ? undefined : (Array.isArray(hints.group) ? hints.group[0] : hints.group);
     if (groupHint !== undefined) {

@@ -12,11 +12,11 @@
 //   [DEFAULT] my_ip (127.0.0.1)               the host_ip os-hypervisors shows
 import { loadavg, uptime } from 'node:os';
 import type { Config } from '../../core/config.js';
-import { BadRequest, NotFound } from '../../core/errors.js';
+import { BadRequest, Conflict, NotFound } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import type { Bus, Subscription } from '../../bus/types.js';
 import { NoSuchMethod } from '../../bus/errors.js';
-import { CONDUCTOR_TOPIC, computeTopic, conductorClient, PowerState, type ComputeAgentRpc, type HostReport, type InstanceSpec, type PowerStateValue } from '../rpc.js';
+import { CONDUCTOR_TOPIC, computeTopic, conductorClient, PowerState, type ComputeAgentRpc, type HostReport, type InstanceSpec, type InstanceVif, type PowerStateValue } from '../rpc.js';
 import type { PowerOperation, VirtDriver } from '../virt/driver.js';
 
 const POWER_OPERATIONS: PowerOperation[] = ['stop', 'start', 'reboot-soft', 'reboot-hard', 'pause', 'unpause', 'suspend', 'resume'];
@@ -257,6 +257,16 @@ export function agentHandlers(driver: VirtDriver): Record<keyof ComputeAgentRpc,
     triggerCrashDump: async ({ uuid }: { uuid: string }) => {
       if (typeof uuid !== 'string') throw new BadRequest('triggerCrashDump needs a uuid');
       await driver.triggerCrashDump(uuid);
+    },
+    attachInterface: async ({ uuid, vif }: { uuid: string; vif: InstanceVif }) => {
+      if (typeof uuid !== 'string' || typeof vif?.portId !== 'string') throw new BadRequest('attachInterface needs a uuid and a vif');
+      if (!driver.attachInterface) throw new Conflict(`The ${driver.name} driver cannot attach interfaces`);
+      await driver.attachInterface(uuid, vif);
+    },
+    detachInterface: async ({ uuid, portId }: { uuid: string; portId: string }) => {
+      if (typeof uuid !== 'string' || typeof portId !== 'string') throw new BadRequest('detachInterface needs a uuid and a portId');
+      if (!driver.detachInterface) throw new Conflict(`The ${driver.name} driver cannot detach interfaces`);
+      await driver.detachInterface(uuid, portId);
     },
     getHostUptime: async () => ({ uptime: uptimeLine() }),
     getVncConsole: async ({ uuid }: { uuid: string }) => {

@@ -8,6 +8,7 @@ import { nextPageUrl, pageOf, parsePaging } from '../../http/paging.js';
 import type { Instance, InstanceListFilters } from '../instances.js';
 import { serverStatus, vmStatesForStatus } from '../instances.js';
 import { checkTags, type CreateServerRequest } from '../servers.js';
+import type { ServerNetworkView } from '../networking.js';
 import { allowed, authorize, boolQuery, callerOf, novaTime, one, queryOf, resourceLinks, serviceUrl, type ComputeApiDeps, type Query } from './common.js';
 
 const PROJECT_READER_OR_ADMIN = 'rule:project_reader_or_admin';
@@ -147,7 +148,8 @@ export function serverRoutes(app: FastifyInstance, deps: ComputeApiDeps): void {
   const servers = deps.compute.servers;
 
   /** The detailed body of one server at the request's microversion. */
-  function detailView(request: FastifyRequest, instance: Instance, hostStatus: Map<string, string>) {
+  function detailView(request: FastifyRequest, instance: Instance, hostStatus: Map<string, string>, networks: Map<string, ServerNetworkView>) {
+    const net = networks.get(instance.id);
     const admin = allowed(deps, request, 'os_compute_api:os-extended-server-attributes', { project_id: instance.projectId });
     const status = serverStatus(instance.vmState, instance.taskState);
     const base = serviceUrl(request);
@@ -169,7 +171,7 @@ export function serverRoutes(app: FastifyInstance, deps: ComputeApiDeps): void {
       flavor,
       created: novaTime(instance.createdAt),
       updated: novaTime(instance.updatedAt),
-      addresses: {},
+      addresses: net?.addresses ?? {},
       accessIPv4: instance.accessIpV4 ?? '',
       accessIPv6: instance.accessIpV6 ?? '',
       links: resourceLinks(request, 'servers', instance.id),
@@ -183,7 +185,8 @@ export function serverRoutes(app: FastifyInstance, deps: ComputeApiDeps): void {
       'OS-EXT-STS:vm_state': instance.vmState,
       'OS-EXT-STS:power_state': instance.powerState,
       'os-extended-volumes:volumes_attached': [],
-      security_groups: instance.request.securityGroups.map((name) => ({ name })),
+      // From the ports' groups once it has ports (Nova asks Neutron); before, what the create asked for.
+      security_groups: (net && net.ports.length > 0 ? net.securityGroups : instance.request.securityGroups).map((name) => ({ name })),
     };
     if (['ACTIVE', 'BUILD', 'REBUILD', 'RESIZE', 'VERIFY_RESIZE', 'MIGRATING'].includes(status)) body.progress = instance.progress;
     if (admin) {
@@ -230,7 +233,7 @@ export function serverRoutes(app: FastifyInstance, deps: ComputeApiDeps): void {
     return statuses;
   }
 
-  serverViews.set(deps, async (request, instance) => detailView(request, instance, await loadHostStatus(request, [instance])));
+  serverViews.set(deps, async (request, instance) => detailView(request, instance, await loadHostStatus(request, [instance]), await deps.compute.networking.views([instance.id])));
 
   async function serverOf(request: FastifyRequest, id: string, action: string): Promise<Instance> {
     const caller = callerOf(request);
@@ -292,7 +295,7 @@ export function serverRoutes(app: FastifyInstance, deps: ComputeApiDeps): void {
       availabilityZone: zone,
       host,
       node,
-      networks: s.networks ?? 'auto',
+      networks: s.networks,
       securityGroups: s.security_groups?.map((g: { name: string }) => g.name),
       blockDeviceMappings: s.block_device_mapping_v2,
       configDrive: s.config_drive === undefined ? undefined : boolFromBody(s.config_drive, 'config_drive'),
@@ -384,8 +387,9 @@ export function serverRoutes(app: FastifyInstance, deps: ComputeApiDeps): void {
 
     const page = pageOf(instances, (i) => i.id, parsePaging(query as Record<string, unknown>, deps.maxLimit));
     const statuses = detail ? await loadHostStatus(request, page.items) : new Map<string, string>();
+    const networks = detail ? await deps.compute.networking.views(page.items.map((i) => i.id)) : new Map<string, ServerNetworkView>();
     const body: Record<string, unknown> = {
-      servers: page.items.map((i) => (detail ? detailView(request, i, statuses) : { id: i.id, name: i.name, links: resourceLinks(request, 'servers', i.id) })),
+      servers: page.items.map((i) => (detail ? detailView(request, i, statuses, networks) : { id: i.id, name: i.name, links: resourceLinks(request, 'servers', i.id) })),
     };
     if (page.next) body.servers_links = [{ rel: 'next', href: nextPageUrl(`${serviceUrl(request)}/v2.1/servers${detail ? '/detail' : ''}?${new URLSearchParams(query as Record<string, string>).toString()}`, page.next) }];
     return body;
@@ -396,7 +400,7 @@ export function serverRoutes(app: FastifyInstance, deps: ComputeApiDeps): void {
 
   app.get('/servers/:id', async (request) => {
     const instance = await serverOf(request, (request.params as { id: string }).id, 'os_compute_api:servers:show');
-    return { server: detailView(request, instance, await loadHostStatus(request, [instance])) };
+    return { server: detailView(request, instance, await loadHostStatus(request, [instance]), await deps.compute.networking.views([instance.id])) };
   });
 
   app.put('/servers/:id', { schema: { body: updateSchema } }, async (request) => {
@@ -406,7 +410,7 @@ export function serverRoutes(app: FastifyInstance, deps: ComputeApiDeps): void {
     if (s.hostname !== undefined && !atLeast(request, '2.90')) throw new BadRequest("Invalid input for field/attribute server. Additional properties are not allowed ('hostname' was unexpected)");
     await serverOf(request, id, 'os_compute_api:servers:update');
     const instance = await servers.update(callerOf(request), id, { name: s.name, description: s.description, accessIpV4: s.accessIPv4, accessIpV6: s.accessIPv6 });
-    return { server: detailView(request, instance, await loadHostStatus(request, [instance])) };
+    return { server: detailView(request, instance, await loadHostStatus(request, [instance]), await deps.compute.networking.views([instance.id])) };
   });
 
   app.delete('/servers/:id', async (request, reply) => {

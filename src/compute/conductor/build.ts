@@ -97,6 +97,7 @@ async function buildOne(ctx: ConductorContext, workflow: Workflow<BuildData>, st
     if (instance.deletedAt || instance.taskState === 'deleting') {
       // Deleted while building: whatever was placed is removed again; the delete itself settles the record.
       if (instance.host) await ctx.agent(instance.host).destroyInstance({ uuid: instance.id }).catch(() => undefined);
+      await ctx.networking.deallocate(instance.id);
       await ctx.placement.deleteAllocations(instance.id);
       return;
     }
@@ -109,8 +110,12 @@ async function buildOne(ctx: ConductorContext, workflow: Workflow<BuildData>, st
       const known = resumed ? await ctx.agent(host).getPowerState({ uuid: instance.id }).catch(() => ({ powerState: null })) : { powerState: null };
       let powerState = known.powerState;
       if (powerState === null || powerState === PowerState.NOSTATE) {
-        powerState = (await ctx.actions.withEvent(actionId, 'compute__do_build_and_run_instance', host,
-          async () => ctx.agent(host, ctx.spawnTimeoutMs).spawnInstance({ instance: await specOf(ctx, instance) }))).powerState;
+        powerState = (await ctx.actions.withEvent(actionId, 'compute__do_build_and_run_instance', host, async () => {
+          // Ports after scheduling (Nova's allocate_for_instance on the chosen host); a resumed build finds the ones it made.
+          await ctx.networking.allocate(instance, host);
+          await store.advance(workflow, `networks-allocated:${instance.id}`, data);
+          return ctx.agent(host, ctx.spawnTimeoutMs).spawnInstance({ instance: await specOf(ctx, instance) });
+        })).powerState;
       }
       const now = new Date().toISOString();
       const settled = await ctx.instances.updateIf(instance.id, { vmState: [VmState.BUILDING], taskState: ['spawning'] },
@@ -123,6 +128,8 @@ async function buildOne(ctx: ConductorContext, workflow: Workflow<BuildData>, st
       ctx.logger.warn(`build of ${instance.id} on ${host} failed: ${(err as Error).message}`);
       await ctx.hostBuildResult(host, false);
       await ctx.agent(host).destroyInstance({ uuid: instance.id }).catch(() => undefined);
+      // What the failed attempt made is released (Nova's _cleanup_allocated_networks); an alternate host allocates afresh.
+      await ctx.networking.deallocate(instance.id).catch((e) => ctx.logger.warn(`freeing the ports of ${instance.id} failed: ${(e as Error).message}`));
       const next = await claimAlternate(ctx, instance, data);
       if (!next) {
         await ctx.placement.deleteAllocations(instance.id);
@@ -209,5 +216,6 @@ export async function specOf(ctx: ConductorContext, instance: Instance): Promise
     metadata: instance.metadata,
     configDrive: instance.configDrive,
     adminPass: instance.adminPass,
+    vifs: await ctx.networking.vifs(instance.id),
   };
 }

@@ -9,6 +9,7 @@ import type { ComputeAgentRpc } from '../rpc.js';
 import type { RequestSpec } from '../scheduler/types.js';
 import type { Scheduler } from '../scheduler/index.js';
 import type { SystemMetadataStore } from '../system-metadata.js';
+import type { InstanceNetworking } from '../networking.js';
 
 export interface ConductorContext {
   /** Runs `fn` when no other call with the same key runs in this conductor (keyed mutual exclusion). */
@@ -49,4 +50,6 @@ export interface ConductorContext {
   hostIp(host: string): Promise<string | null>;
   /** How often a running live migration's progress is read from the source host (ms). */
   liveMigrationPollMs: number;
+  /** The instances' ports (allocate after scheduling, free on delete, rebind on moves). */
+  networking: InstanceNetworking;
 }

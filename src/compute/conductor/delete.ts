@@ -41,6 +41,8 @@ export function deleteWorkflow(ctx: ConductorContext) {
       await ctx.migrations.update(migration.id, { status: migration.status === 'finished' ? 'confirmed' : 'error' });
     }
     await ctx.placement.deleteAllocations(instance.id);
+    // Ports Nova made are deleted, the user's are unbound and kept (preserve_on_delete).
+    await ctx.networking.deallocate(instance.id);
     await ctx.leaveServerGroup(instance.id);
     const now = new Date().toISOString();
     await ctx.instances.update(instance.id, { vmState: VmState.DELETED, taskState: null, powerState: PowerState.NOSTATE, terminatedAt: now, deletedAt: now });

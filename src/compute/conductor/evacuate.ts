@@ -74,6 +74,7 @@ export function evacuateWorkflow(ctx: ConductorContext) {
     try {
       const powerState = await ctx.actions.withEvent(data.actionId, 'compute_rebuild_instance', dest, async () => {
         await ctx.notify('compute.instance.rebuild.start', instance!);
+        await ctx.networking.rebind(instance!, dest);
         const spec = { ...(await specOf(ctx, instance!)), adminPass: data.adminPass };
         let { powerState } = await ctx.agent(dest, ctx.spawnTimeoutMs).spawnInstance({ instance: spec });
         if (data.vmState === VmState.STOPPED) {

@@ -25,6 +25,7 @@ import { evacuateWorkflow } from './evacuate.js';
 import { hostHandlers } from './host-handlers.js';
 import { registerImageWorkflows, shelvedOffloadPoller } from './shelve.js';
 import { SystemMetadataStore } from '../system-metadata.js';
+import type { InstanceNetworking } from '../networking.js';
 import { WorkflowRunner, WorkflowStore, type Workflow } from './workflows.js';
 
 export interface ConductorDeps extends ComputeDeps {
@@ -35,6 +36,7 @@ export interface ConductorDeps extends ComputeDeps {
   serverGroups: ServerGroupService;
   scheduler: Scheduler;
   migrations: MigrationStore;
+  networking: InstanceNetworking;
 }
 
 export class Conductor {
@@ -93,6 +95,7 @@ export class Conductor {
       shelvedOffloadTimeSeconds: config.getInt('DEFAULT', 'shelved_offload_time', 0),
       migrations: deps.migrations,
       hostIp: async (host) => (await deps.hosts.listNodes()).find((n) => n.host === host)?.hostIp ?? null,
+      networking: deps.networking,
       liveMigrationPollMs: Math.max(10, config.getInt('conductor', 'live_migration_poll_interval_ms', 100)),
     };
     this.runner.register('build', buildWorkflow(this.context));

@@ -241,6 +241,8 @@ class LiveMigration {
       const { powerState } = await ctx.actions.withEvent(data.actionId, 'compute_post_live_migration_at_destination', dest,
         () => ctx.agent(dest).postLiveMigrationAtDestination({ uuid: instance.id, powerState: wanted }));
       await ctx.placement.deleteAllocations(migration.uuid);
+      // The ports are the destination's now (Nova's migrate_instance_finish: binding:host_id moves).
+      await ctx.networking.rebind(instance, dest);
       await ctx.migrations.update(migration.id, { status: 'completed' });
       await ctx.instances.updateIf(instance.id, { taskState: [LIVE_MIGRATION_TASK] }, {
         host: dest, node: migration.destNode, availabilityZone: await ctx.availabilityZoneOf(dest), powerState, taskState: null, progress: 0,

@@ -69,6 +69,7 @@ async function specOf(ctx: ConductorContext, instance: Instance, flavor: FlavorS
     flavor: { id, name, vcpus, memoryMb, rootGb, ephemeralGb, swapMb, extraSpecs },
     image: instance.imageRef ? { id: instance.imageRef, properties: properties ?? {} } : null,
     keyData: instance.keyData, userData: instance.userData, metadata: instance.metadata, configDrive: instance.configDrive, adminPass: null,
+    vifs: await ctx.networking.vifs(instance.id),
   };
 }
 
@@ -237,8 +238,11 @@ async function finishOnDestination(ctx: ConductorContext, data: ResizeData, inst
   await ctx.notify('compute.instance.finish_resize.start', instance);
   let powerState: number;
   try {
-    powerState = (await ctx.actions.withEvent(data.actionId, 'compute_finish_resize', dest, async () =>
-      ctx.agent(dest, ctx.spawnTimeoutMs).finishMigration({ instance: await specOf(ctx, instance, newFlavor), powerOn: data.oldVmState !== VmState.STOPPED }))).powerState;
+    powerState = (await ctx.actions.withEvent(data.actionId, 'compute_finish_resize', dest, async () => {
+      // The ports follow the instance to the destination (Nova's migrate_instance_finish) before it starts there.
+      await ctx.networking.rebind(instance, dest);
+      return ctx.agent(dest, ctx.spawnTimeoutMs).finishMigration({ instance: await specOf(ctx, instance, newFlavor), powerOn: data.oldVmState !== VmState.STOPPED });
+    })).powerState;
   } catch (err) {
     // As Nova: the instance is the destination's now; it stays there in ERROR, and the source's allocations are dropped.
     ctx.logger.warn(`finishing the ${migration.migrationType} of ${instance.id} on ${dest} failed: ${(err as Error).message}`);
@@ -334,6 +338,7 @@ export function revertResizeWorkflow(ctx: ConductorContext) {
     });
     instance = await ctx.instances.get(instance.id);
     await revertAllocations(ctx, instance, migration);
+    await ctx.networking.rebind(instance, source);
     let powerState: number;
     try {
       powerState = (await ctx.actions.withEvent(data.actionId, 'compute_finish_revert_resize', source, async () => {

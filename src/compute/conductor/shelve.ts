@@ -156,6 +156,8 @@ async function offload(ctx: ConductorContext, instance: Instance, workflow: Work
     await store.advance(workflow, 'offload-destroyed');
     // Released before the state changes, as Nova does, so whoever polls for SHELVED_OFFLOADED finds the room free.
     await ctx.placement.deleteAllocations(instance.id);
+    // An offloaded instance has no host: its ports keep their addresses but lose their binding (as Nova's cleanup_instance_network_on_host).
+    await ctx.networking.rebind(instance, null);
     const moved = await ctx.instances.updateIf(instance.id, { taskState: ['shelving_offloading'] }, {
       vmState: VmState.SHELVED_OFFLOADED, taskState: null, powerState, host: null, node: null,
     });
@@ -253,7 +255,8 @@ async function unshelveOffloaded(ctx: ConductorContext, workflow: Workflow<Unshe
     if (powerState === null || powerState === PowerState.NOSTATE) {
       powerState = (await ctx.actions.withEvent(data.actionId, 'compute_unshelve_instance', host, async () => {
         if (!(await ctx.hostIsUp(host))) throw new Error(`the compute service on ${host} is down`);
-        return ctx.agent(host, ctx.spawnTimeoutMs).spawnInstance({ instance: specFor(current, imageSpec) });
+        await ctx.networking.rebind(current, host);
+        return ctx.agent(host, ctx.spawnTimeoutMs).spawnInstance({ instance: { ...specFor(current, imageSpec), vifs: await ctx.networking.vifs(current.id) } });
       })).powerState;
     }
     const settled = await finishUnshelve(ctx, current, imageId, {

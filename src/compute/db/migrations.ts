@@ -347,9 +347,24 @@ async function createConsoleTokens(db: Kysely<any>): Promise<void> {
     .execute();
 }
 
+/** Nova's network info cache: the ports of each instance in device order, and which the user brought (kept on delete). */
+async function createInstancePorts(db: Kysely<any>): Promise<void> {
+  await db.schema.createTable('compute_instance_ports')
+    .addColumn('port_id', uuid, (c) => c.primaryKey())
+    .addColumn('instance_id', uuid, (c) => c.notNull())
+    .addColumn('network_id', uuid, (c) => c.notNull())
+    .addColumn('preserve_on_delete', 'integer', (c) => c.notNull().defaultTo(0))
+    .addColumn('tag', name)
+    .addColumn('position', 'integer', (c) => c.notNull())
+    .addColumn('created_at', time, (c) => c.notNull())
+    .execute();
+  await db.schema.createIndex('compute_instance_ports_instance').on('compute_instance_ports').column('instance_id').execute();
+}
+
 export const computeMigrations: Record<string, Migration> = {
   '0001_compute_schema': { up: createSchema },
   '0002_instance_migrations': { up: createMigrations },
   '0003_compute_system_metadata': { up: createSystemMetadata },
   '0004_console_tokens': { up: createConsoleTokens },
+  '0005_instance_ports': { up: createInstancePorts },
 };

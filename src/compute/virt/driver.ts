@@ -1,7 +1,7 @@
 // The virt driver contract (after Nova's virt/driver.py). A compute agent runs one driver.
 // Capabilities default to false; the conductor asks them before it starts a workflow and
 // answers 409 with a reason when the driver cannot do it.
-import type { InstanceSpec, PowerStateValue } from '../rpc.js';
+import type { InstanceSpec, InstanceVif, PowerStateValue } from '../rpc.js';
 
 export interface DriverCapabilities {
   supportsPause: boolean;
@@ -99,6 +99,14 @@ export interface VirtDriver {
   setAdminPassword(uuid: string, password: string): Promise<void>;
   /** Injects an NMI so the guest's kernel dumps (Nova's trigger_crash_dump). */
   triggerCrashDump(uuid: string): Promise<void>;
+  /**
+   * Hot-plugs a port (os-interface attach) into the instance, running or stopped; attaching a VIF it
+   * already has is a no-op. NotFound when the driver does not have the instance. Optional: a driver
+   * without it refuses interface attach (the agent answers 409).
+   */
+  attachInterface?(uuid: string, vif: InstanceVif): Promise<void>;
+  /** Unplugs a port from the instance; succeeds when it is not plugged. */
+  detachInterface?(uuid: string, portId: string): Promise<void>;
   /**
    * Where the instance's VNC server can be reached from the console proxy: a host and TCP port, or a unix socket
    * path in internalAccessPath (port null). NotFound when the driver does not have the instance. A stopped guest

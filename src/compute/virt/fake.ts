@@ -16,7 +16,7 @@
 //   [fake_driver] live_migration_fails (false)                     live migrations from this host fail at the end of the transfer
 import type { Config } from '../../core/config.js';
 import { BadRequest, Conflict, InternalError, NotFound, ServiceUnavailable } from '../../core/errors.js';
-import { PowerState, type InstanceSpec, type PowerStateValue } from '../rpc.js';
+import { PowerState, type InstanceSpec, type InstanceVif, type PowerStateValue } from '../rpc.js';
 import type { DiskSnapshot, DriverCapabilities, HostResources, LiveMigrationJob, PowerOperation, VirtDriver, VncConsole } from './driver.js';
 
 export const FAKE_HYPERVISOR_TYPE = 'fake';
@@ -116,6 +116,8 @@ interface FakeInstance {
   vncPort: number;
   /** The root disk's content, line by line (what a snapshot returns). */
   disk: string[];
+  /** The ports plugged into the instance (from the spawn's spec, then interface attach/detach). */
+  vifs: InstanceVif[];
   /** The image the instance runs from while rescued; its own disk is kept aside meanwhile. */
   rescue?: { imageId: string; powerStateBefore: PowerStateValue };
 }
@@ -196,7 +198,7 @@ export class FakeDriver implements VirtDriver {
         throw new InternalError(`Fake driver: spawn of instance ${instance.uuid} failed (injected by [fake_driver] spawn_failure_rate)`);
       }
       if (attempt.cancelled) throw new InternalError(`Fake driver: instance ${instance.uuid} was destroyed while it was being spawned`);
-      this.instances.set(instance.uuid, { name: instance.name, powerState: PowerState.RUNNING, console: [`fake console of ${instance.name} (${instance.uuid})`, 'booted'], disk: freshDisk(instance), vncPort: 5900 + this.nextDisplay++, rootGb: instance.flavor?.rootGb, memoryMb: instance.flavor.memoryMb, diskGb: instance.flavor.rootGb });
+      this.instances.set(instance.uuid, { name: instance.name, powerState: PowerState.RUNNING, console: [`fake console of ${instance.name} (${instance.uuid})`, 'booted'], disk: freshDisk(instance), vncPort: 5900 + this.nextDisplay++, vifs: [...(instance.vifs ?? [])], rootGb: instance.flavor?.rootGb, memoryMb: instance.flavor.memoryMb, diskGb: instance.flavor.rootGb });
     } finally {
       if (this.spawning.get(instance.uuid) === attempt) this.spawning.delete(instance.uuid);
     }
@@ -244,7 +246,7 @@ export class FakeDriver implements VirtDriver {
       memoryMb: spec.flavor.memoryMb, diskGb: spec.flavor.rootGb,
       console: [`fake console of ${spec.name} (${spec.uuid})`, `migrated here with flavor ${spec.flavor.name}`, ...(powerOn ? ['booted'] : [])],
       // The source host's disk content is on another agent: the copy here starts from the image's, marked as moved.
-      disk: [...freshDisk(spec), `migrated with flavor ${spec.flavor.name}`], vncPort: 5900 + this.nextDisplay++,
+      disk: [...freshDisk(spec), `migrated with flavor ${spec.flavor.name}`], vncPort: 5900 + this.nextDisplay++, vifs: [...(spec.vifs ?? [])],
     });
     return powerOn ? PowerState.RUNNING : PowerState.SHUTDOWN;
   }
@@ -311,6 +313,25 @@ export class FakeDriver implements VirtDriver {
     return (length === undefined ? lines : lines.slice(-length)).join('\n') + '\n';
   }
 
+  async attachInterface(uuid: string, vif: InstanceVif): Promise<void> {
+    const instance = this.get(uuid);
+    if (instance.vifs.some((v) => v.portId === vif.portId)) return;
+    instance.vifs.push(vif);
+    instance.console.push(`interface ${vif.macAddress} attached`);
+  }
+
+  async detachInterface(uuid: string, portId: string): Promise<void> {
+    const instance = this.get(uuid);
+    const before = instance.vifs.length;
+    instance.vifs = instance.vifs.filter((v) => v.portId !== portId);
+    if (instance.vifs.length !== before) instance.console.push(`interface of port ${portId} detached`);
+  }
+
+  /** Test hook: the ports the "hypervisor" has plugged into an instance. */
+  vifsOf(uuid: string): InstanceVif[] {
+    return [...this.get(uuid).vifs];
+  }
+
   async setAdminPassword(uuid: string, password: string): Promise<void> {
     const instance = this.get(uuid);
     instance.adminPassword = password;
@@ -372,7 +393,7 @@ export class FakeDriver implements VirtDriver {
     console.push(`rebuilt from image ${spec.image?.id ?? 'none'}${options.preserveEphemeral ? ' (ephemeral disk kept)' : ''}`, 'booted');
     this.instances.set(spec.uuid, {
       name: spec.name, powerState: PowerState.RUNNING, console, disk: freshDisk(spec), vncPort: existing?.vncPort ?? 5900 + this.nextDisplay++,
-      rootGb: spec.flavor.rootGb, memoryMb: spec.flavor.memoryMb, diskGb: spec.flavor.rootGb,
+      rootGb: spec.flavor.rootGb, memoryMb: spec.flavor.memoryMb, diskGb: spec.flavor.rootGb, vifs: [...(spec.vifs ?? existing?.vifs ?? [])],
       ...(spec.adminPass ? { adminPassword: spec.adminPass } : {}),
     });
     return PowerState.RUNNING;
@@ -470,7 +491,7 @@ export class FakeDriver implements VirtDriver {
     const { spec, sourceHost } = arriving;
     this.incoming.delete(uuid);
     this.instances.set(uuid, {
-      name: spec.name, powerState, memoryMb: spec.flavor.memoryMb, diskGb: spec.flavor.rootGb, rootGb: spec.flavor.rootGb,
+      name: spec.name, powerState, memoryMb: spec.flavor.memoryMb, diskGb: spec.flavor.rootGb, rootGb: spec.flavor.rootGb, vifs: [...(spec.vifs ?? [])],
       console: [`fake console of ${spec.name} (${uuid})`, `live migrated in from ${sourceHost}`],
       // The source's disk content is on another agent: the copy here starts from the image's, marked as moved.
       disk: [...freshDisk(spec), `live migrated from ${sourceHost}`], vncPort: 5900 + this.nextDisplay++,
