@@ -7,7 +7,6 @@
 import type { Kysely } from 'kysely';
 import { BadRequest, Conflict, NotFound } from '../core/errors.js';
 import { newUuid } from '../core/ids.js';
-import { transaction } from '../db/index.js';
 import { neutronError } from './api/errors.js';
 import type { Caller } from './api/common.js';
 import type { NetworkContext } from './index.js';
@@ -15,7 +14,7 @@ import { canonicalAddress, parseAddress } from './addresses.js';
 import type { FixedIp, FixedIpRequest, Port } from './ports.js';
 import type { RouterSetup } from './rpc.js';
 import { replaceTags, tagsOf } from './tags.js';
-import { insertUnlessDuplicate, nowStamp } from './transactions.js';
+import { insertUnlessDuplicate, nowStamp, retryingTransaction } from './transactions.js';
 
 export const FLOATING_IP_OWNER = 'network:floatingip';
 
@@ -137,7 +136,7 @@ export class FloatingIpService {
     let routerId: string | null = null;
     for (let i = 0; ; i++) {
       try {
-        routerId = await transaction(this.context.database, async (trx) => {
+        routerId = await retryingTransaction(this.context.database, async (trx) => {
           await this.context.services.quotas.check(trx, body.projectId, 'floatingip');
           // The port of a floating IP belongs to no project, as Neutron makes it.
           const port = await this.ports.create(null, { networkId: network.id, projectId: '', deviceId: id, deviceOwner: FLOATING_IP_OWNER, fixedIps: attempts[i], securityGroups: [] }, { trx });
@@ -164,7 +163,7 @@ export class FloatingIpService {
   /** Associates (port_id), moves or disassociates (port_id null) a floating IP. */
   async update(caller: Caller | null, id: string, changes: FloatingIpUpdate): Promise<FloatingIp> {
     const touched = new Set<string>();
-    await transaction(this.context.database, async (trx) => {
+    await retryingTransaction(this.context.database, async (trx) => {
       const fip = await this.get(id, trx);
       const set: Record<string, unknown> = { revision_number: fip.revisionNumber + 1, updated_at: nowStamp() };
       if (changes.description !== undefined) set.description = changes.description;
@@ -185,7 +184,7 @@ export class FloatingIpService {
 
   async delete(id: string): Promise<void> {
     const fip = await this.get(id);
-    await transaction(this.context.database, async (trx) => {
+    await retryingTransaction(this.context.database, async (trx) => {
       await this.get(id, trx);
       await trx.deleteFrom('network_port_forwardings').where('floatingip_id', '=', id).execute();
       await trx.deleteFrom('network_tags').where('resource_type', '=', 'floatingips').where('resource_id', '=', id).execute();
@@ -305,7 +304,7 @@ export class FloatingIpService {
 
   async createForwarding(fipId: string, body: PortForwardingCreate): Promise<PortForwarding> {
     const id = newUuid();
-    const routerId = await transaction(this.context.database, async (trx) => {
+    const routerId = await retryingTransaction(this.context.database, async (trx) => {
       const fip = await this.get(fipId, trx);
       if (fip.portId) {
         throw neutronError(new Conflict(`Cannot associate floating IP ${fip.floatingIpAddress} (${fip.id}) with port ${body.internalPortId} using fixed IP ${body.internalIpAddress ?? ''}, as that fixed IP already has a floating IP on external network ${fip.floatingNetworkId}.`), 'FloatingIPPortAlreadyAssociated');
@@ -321,7 +320,7 @@ export class FloatingIpService {
   }
 
   async updateForwarding(fipId: string, id: string, changes: Partial<PortForwardingCreate>): Promise<PortForwarding> {
-    const routerId = await transaction(this.context.database, async (trx) => {
+    const routerId = await retryingTransaction(this.context.database, async (trx) => {
       const fip = await this.get(fipId, trx);
       const current = await this.getForwarding(fipId, id, trx);
       const portId = changes.internalPortId ?? current.internalPortId;
@@ -340,7 +339,7 @@ export class FloatingIpService {
   }
 
   async deleteForwarding(fipId: string, id: string): Promise<void> {
-    const routerId = await transaction(this.context.database, async (trx) => {
+    const routerId = await retryingTransaction(this.context.database, async (trx) => {
       const fip = await this.get(fipId, trx);
       await this.getForwarding(fipId, id, trx);
       await trx.deleteFrom('network_port_forwardings').where('id', '=', id).execute();

@@ -6,7 +6,6 @@
 import type { Kysely } from 'kysely';
 import { BadRequest, Conflict, NotFound } from '../core/errors.js';
 import { newUuid } from '../core/ids.js';
-import { transaction } from '../db/index.js';
 import { neutronError } from './api/errors.js';
 import type { Caller } from './api/common.js';
 import type { NetworkContext } from './index.js';
@@ -15,7 +14,7 @@ import type { FixedIp, FixedIpRequest, Port } from './ports.js';
 import type { RouterSetup } from './rpc.js';
 import type { Subnet } from './subnets.js';
 import { replaceTags, tagsOf } from './tags.js';
-import { nowStamp } from './transactions.js';
+import { nowStamp, retryingTransaction } from './transactions.js';
 
 export const ROUTER_INTERFACE = 'network:router_interface';
 export const ROUTER_GATEWAY = 'network:router_gateway';
@@ -124,7 +123,7 @@ export class RouterService {
 
   async create(body: RouterCreate): Promise<Router> {
     const id = newUuid();
-    await transaction(this.context.database, async (trx) => {
+    await retryingTransaction(this.context.database, async (trx) => {
       await this.context.services.quotas.check(trx, body.projectId, 'router');
       const now = nowStamp();
       await trx.insertInto('network_routers').values({
@@ -140,7 +139,7 @@ export class RouterService {
   }
 
   async update(id: string, changes: RouterUpdate): Promise<Router> {
-    await transaction(this.context.database, async (trx) => {
+    await retryingTransaction(this.context.database, async (trx) => {
       const router = await this.get(id, trx);
       const set: Record<string, unknown> = { revision_number: router.revisionNumber + 1, updated_at: nowStamp() };
       if (changes.name !== undefined) set.name = changes.name;
@@ -160,7 +159,7 @@ export class RouterService {
 
   /** Deletes a router and its gateway port; 409 RouterInUse while it has interfaces. */
   async delete(id: string): Promise<void> {
-    await transaction(this.context.database, async (trx) => {
+    await retryingTransaction(this.context.database, async (trx) => {
       const router = await this.get(id, trx);
       if (router.interfacePorts.length > 0) throw neutronError(new Conflict(`Router ${id} still has ports`), 'RouterInUse');
       await this.clearGateway(trx, router);
@@ -296,7 +295,7 @@ export class RouterService {
 
   /** add_extraroutes / remove_extraroutes (extraroute-atomic): change a few routes, keep the rest. */
   async changeRoutes(id: string, add: RouterRoute[], remove: RouterRoute[]): Promise<Router> {
-    await transaction(this.context.database, async (trx) => {
+    await retryingTransaction(this.context.database, async (trx) => {
       const router = await this.get(id, trx);
       const key = (r: RouterRoute) => `${r.destination}|${r.nexthop}`;
       const removing = new Set(this.normalizeRoutes(remove).map(key));
@@ -317,7 +316,7 @@ export class RouterService {
     if ((asked.subnetId === undefined) === (asked.portId === undefined)) {
       throw badRouter('Either subnet_id or port_id must be specified');
     }
-    const info = await transaction(this.context.database, async (trx) => {
+    const info = await retryingTransaction(this.context.database, async (trx) => {
       const router = await this.get(id, trx);
       const attached = await this.interfaceSubnets(trx, id);
       const gatewaySubnets = router.gateway ? await this.context.services.subnets.list({ ids: router.gateway.externalFixedIps.map((f) => f.subnetId) }, trx) : [];
@@ -374,7 +373,7 @@ export class RouterService {
   /** remove_router_interface by subnet or port; the port goes. */
   async removeInterface(id: string, asked: { subnetId?: string; portId?: string }): Promise<RouterInterfaceInfo> {
     if (asked.subnetId === undefined && asked.portId === undefined) throw badRouter('Either subnet_id or port_id must be specified');
-    const info = await transaction(this.context.database, async (trx) => {
+    const info = await retryingTransaction(this.context.database, async (trx) => {
       const router = await this.get(id, trx);
       const ports: Port[] = [];
       for (const portId of router.interfacePorts) ports.push(await this.ports.get(portId, trx));

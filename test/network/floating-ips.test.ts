@@ -4,6 +4,7 @@
 // deleted), what the router's agent is sent, quotas, and port forwardings with Neutron's checks.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { testEngines } from '../../src/db/testing.js';
 import { assertNeutronError, startNetworkCloud, type NetworkCloud } from './harness.js';
 
 describe('floating IPs', () => {
@@ -182,3 +183,38 @@ describe('floating IPs', () => {
 
   });
 });
+
+// On every engine: routers and floating IPs made as above, and many floating IPs asked at once
+// for one fixed IP: the unique (network, port, fixed IP) index lets exactly one win.
+for (const engine of testEngines()) {
+  describe(`floating IPs on ${engine.engine}`, { skip: engine.skip }, () => {
+    it('associates one floating IP per fixed IP under concurrent requests', async () => {
+      const target = await engine.create();
+      const nc = await startNetworkCloud({ database: { connection: target.connection } });
+      try {
+        const external = await nc.network({ name: 'public', 'router:external': true });
+        await nc.subnet(external.id, { cidr: '198.51.100.0/24' });
+        const network = await nc.network({ name: 'private' }, nc.demoToken);
+        const subnet = await nc.subnet(network.id, { cidr: '10.7.0.0/24' }, nc.demoToken);
+        const router = (await nc.post('/routers', { router: { external_gateway_info: { network_id: external.id } } }, { token: nc.demoToken })).body.router;
+        assert.equal((await nc.put(`/routers/${router.id}/add_router_interface`, { subnet_id: subnet.id }, { token: nc.demoToken })).status, 200);
+        const port = await nc.port(network.id, {}, nc.demoToken);
+        const fips = await Promise.all(Array.from({ length: 8 }, () => nc.post('/floatingips', { floatingip: { floating_network_id: external.id } }, { token: nc.demoToken })));
+        for (const res of fips) assert.equal(res.status, 201, res.text);
+        assert.equal(new Set(fips.map((r) => r.body.floatingip.floating_ip_address)).size, 8);
+        const results = await Promise.all(fips.map((r) => nc.put(`/floatingips/${r.body.floatingip.id}`, { floatingip: { port_id: port.id } }, { token: nc.demoToken })));
+        assert.equal(results.filter((r) => r.status === 200).length, 1, results.map((r) => r.text).join('\n'));
+        for (const res of results.filter((r) => r.status !== 200)) assertNeutronError(res, 409, 'FloatingIPPortAlreadyAssociated');
+        assert.equal((await nc.get(`/floatingips?port_id=${port.id}`, { token: nc.demoToken })).body.floatingips.length, 1);
+        assertNeutronError(await nc.put(`/routers/${router.id}/remove_router_interface`, { subnet_id: subnet.id }, { token: nc.demoToken }), 409, 'RouterInterfaceInUseByFloatingIP');
+        assert.equal((await nc.delete(`/ports/${port.id}`, { token: nc.demoToken })).status, 204);
+        assert.equal((await nc.put(`/routers/${router.id}/remove_router_interface`, { subnet_id: subnet.id }, { token: nc.demoToken })).status, 200);
+        for (const res of fips) assert.equal((await nc.delete(`/floatingips/${res.body.floatingip.id}`, { token: nc.demoToken })).status, 204);
+        assert.equal((await nc.delete(`/routers/${router.id}`, { token: nc.demoToken })).status, 204);
+      } finally {
+        await nc.close();
+        await target.drop();
+      }
+    });
+  });
+}
