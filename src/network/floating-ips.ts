@@ -260,6 +260,28 @@ export class FloatingIpService {
     return [...routers];
   }
 
+  /**
+   * A port's fixed IPs changed (PortService.update): floating IPs and port forwardings on an
+   * address it no longer has go, as Neutron does. Returns the routers to tell after commit.
+   */
+  async fixedIpsChanged(trx: Kysely<any>, portId: string): Promise<string[]> {
+    const kept = new Set((await trx.selectFrom('network_ip_allocations').select('ip_address').where('port_id', '=', portId).execute()).map((r) => r.ip_address as string));
+    const routers = new Set<string>();
+    for (const fip of await trx.selectFrom('network_floating_ips').select(['id', 'router_id', 'fixed_ip_address']).where('fixed_port_id', '=', portId).execute()) {
+      if (kept.has(fip.fixed_ip_address)) continue;
+      if (fip.router_id) routers.add(fip.router_id);
+      await this.disassociate(trx, fip.id);
+    }
+    for (const pf of await trx.selectFrom('network_port_forwardings').select(['id', 'floatingip_id', 'internal_ip_address']).where('internal_port_id', '=', portId).execute()) {
+      if (kept.has(pf.internal_ip_address)) continue;
+      const fip = await this.get(pf.floatingip_id, trx);
+      if (fip.routerId) routers.add(fip.routerId);
+      await trx.deleteFrom('network_port_forwardings').where('id', '=', pf.id).execute();
+      await this.releaseRouterIfUnforwarded(trx, pf.floatingip_id);
+    }
+    return [...routers];
+  }
+
   /** A floating IP that no longer forwards ports has no router (as Neutron's plugin does). */
   private async releaseRouterIfUnforwarded(trx: Kysely<any>, fipId: string): Promise<void> {
     const left = await trx.selectFrom('network_port_forwardings').select('id').where('floatingip_id', '=', fipId).limit(1).execute();

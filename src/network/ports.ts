@@ -310,6 +310,7 @@ export class PortService {
       throw neutronError(new Conflict('Port Security must be enabled in order to have allowed address pairs on a port.'), 'AddressPairAndPortSecurityRequired');
     }
     const previousHost = current.binding.hostId;
+    let routers: string[] = [];
     await inTransaction(this.context.database, options.trx, async (trx) => {
       const row = await trx.selectFrom('network_ports').select('revision_number').where('id', '=', id).executeTakeFirst();
       if (!row) throw portNotFound(id);
@@ -339,7 +340,11 @@ export class PortService {
       }
       const updated = await insertUnlessDuplicate(trx, (t) => t.updateTable('network_ports').set(set).where('id', '=', id).execute());
       if (!updated) throw macInUse(current.networkId, mac);
-      if (changes.fixedIps !== undefined) await this.replaceFixedIps(trx, current, mac, changes.deviceOwner ?? current.deviceOwner, changes.fixedIps);
+      if (changes.fixedIps !== undefined) {
+        await this.replaceFixedIps(trx, current, mac, changes.deviceOwner ?? current.deviceOwner, changes.fixedIps);
+        // Floating IPs and port forwardings on an address the port gave up go with it.
+        routers = await this.context.services.floatingIps.fixedIpsChanged(trx, id);
+      }
       if (groups !== undefined) {
         await trx.deleteFrom('network_port_security_groups').where('port_id', '=', id).execute();
         if (groups.length > 0) await trx.insertInto('network_port_security_groups').values(groups.map((g) => ({ port_id: id, security_group_id: g }))).execute();
@@ -354,6 +359,7 @@ export class PortService {
       }
     });
     if (options.trx) return this.get(id, options.trx);
+    for (const routerId of routers) await this.context.services.routers.notify(routerId);
     let port: Port | undefined;
     if (changes.hostId !== undefined && changes.hostId !== previousHost) {
       if (previousHost) await this.context.services.agents.unplugPort(previousHost, id);

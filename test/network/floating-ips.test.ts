@@ -113,6 +113,12 @@ describe('floating IPs', () => {
     assert.equal(again.status, 200, again.text);
     assert.equal(again.body.floatingip.router_id, router.id);
 
+    // A fixed IP the port gives up takes its floating IP with it; then the port is associated again.
+    const renumbered = await nc.put(`/ports/${port.id}`, { port: { fixed_ips: [{ subnet_id: subnet.id, ip_address: '10.5.0.200' }] } }, { token: nc.demoToken });
+    assert.equal(renumbered.status, 200, renumbered.text);
+    assert.equal((await nc.get(`/floatingips/${second.id}`, { token: nc.demoToken })).body.floatingip.port_id, null);
+    assert.equal((await nc.put(`/floatingips/${second.id}`, { floatingip: { port_id: port.id } }, { token: nc.demoToken })).body.floatingip.fixed_ip_address, '10.5.0.200');
+
     // Deleting the port disassociates its floating IP.
     assert.equal((await nc.delete(`/ports/${port.id}`, { token: nc.demoToken })).status, 204);
     const after = (await nc.get(`/floatingips/${second.id}`, { token: nc.demoToken })).body.floatingip;

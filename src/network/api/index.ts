@@ -47,7 +47,7 @@ export function networkApi(deps: NetworkApiDeps & { tokens: TokenValidator }) {
 
 function resourcesOf(request: FastifyRequest) {
   const base = `${serviceUrl(request)}/v2.0`;
-  return ['subnet', 'network', 'subnetpool', 'port'].map((name) => ({
+  return ['subnet', 'network', 'subnetpool', 'port', 'router', 'floatingip'].map((name) => ({
     name, collection: `${name}s`, links: [{ rel: 'self', href: `${base}/${name}s` }],
   }));
 }
