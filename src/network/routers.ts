@@ -14,7 +14,8 @@ import type { FixedIp, FixedIpRequest, Port } from './ports.js';
 import type { RouterSetup } from './rpc.js';
 import type { Subnet } from './subnets.js';
 import { replaceTags, tagsOf } from './tags.js';
-import { nowStamp, retryingTransaction } from './transactions.js';
+import { nowStamp, parseJson, retryingTransaction } from './transactions.js';
+import { DEFAULT_AVAILABILITY_ZONE } from './networks.js';
 
 export const ROUTER_INTERFACE = 'network:router_interface';
 export const ROUTER_GATEWAY = 'network:router_gateway';
@@ -34,6 +35,8 @@ export interface Router {
   status: string;
   gateway: RouterGateway | null;
   routes: RouterRoute[];
+  /** router_availability_zone: the zones asked for (only 'nova' exists). */
+  availabilityZoneHints: string[];
   /** Interface port ids. */
   interfacePorts: string[];
   tags: string[];
@@ -51,6 +54,7 @@ export interface RouterCreate {
   description?: string;
   adminStateUp?: boolean;
   gateway?: GatewayRequest | null;
+  availabilityZoneHints?: string[];
   tags?: string[];
 }
 
@@ -115,6 +119,7 @@ export class RouterService {
         id: r.id, projectId: r.project_id, name: r.name, description: r.description, adminStateUp: !!r.admin_state_up, status: r.status,
         gateway: gw ? { networkId: gw.networkId, enableSnat: !!r.enable_snat, portId: r.gw_port_id, externalFixedIps: gw.fixedIps } : null,
         routes: routes.get(r.id)!.sort((a, b) => a.destination.localeCompare(b.destination) || a.nexthop.localeCompare(b.nexthop)),
+        availabilityZoneHints: parseJson<string[]>(r.availability_zone_hints, []),
         interfacePorts: interfaces.get(r.id)!.sort(), tags: tags.get(r.id) ?? [],
         revisionNumber: Number(r.revision_number), createdAt: r.created_at, updatedAt: r.updated_at,
       };
@@ -122,13 +127,15 @@ export class RouterService {
   }
 
   async create(body: RouterCreate): Promise<Router> {
+    const hints = [...new Set(body.availabilityZoneHints ?? [])];
+    for (const zone of hints) if (zone !== DEFAULT_AVAILABILITY_ZONE) throw neutronError(new NotFound(`AvailabilityZone ${zone} could not be found.`), 'AvailabilityZoneNotFound');
     const id = newUuid();
     await retryingTransaction(this.context.database, async (trx) => {
       await this.context.services.quotas.check(trx, body.projectId, 'router');
       const now = nowStamp();
       await trx.insertInto('network_routers').values({
         id, project_id: body.projectId, name: body.name ?? '', description: body.description ?? '',
-        admin_state_up: body.adminStateUp === false ? 0 : 1, status: 'ACTIVE', gw_port_id: null, enable_snat: 1,
+        admin_state_up: body.adminStateUp === false ? 0 : 1, status: 'ACTIVE', gw_port_id: null, enable_snat: 1, availability_zone_hints: JSON.stringify(hints),
         revision_number: 1, created_at: now, updated_at: now,
       }).execute();
       if (body.gateway) await this.setGateway(trx, id, body.gateway);

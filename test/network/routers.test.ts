@@ -42,6 +42,8 @@ describe('routers', () => {
     assert.equal(made.project_id, nc.demoProject);
     assert.equal(made.tenant_id, nc.demoProject);
     assert.deepEqual(made.routes, []);
+    assert.deepEqual(made.availability_zones, ['nova']);
+    assert.deepEqual(made.availability_zone_hints, []);
     assert.equal(made.external_gateway_info.network_id, external.id);
     assert.equal(made.external_gateway_info.enable_snat, true);
     const [fixed] = made.external_gateway_info.external_fixed_ips;
@@ -56,7 +58,11 @@ describe('routers', () => {
     const shown = await nc.get(`/routers/${made.id}?fields=id&fields=external_gateway_info`, { token: nc.demoToken });
     assert.deepEqual(Object.keys(shown.body.router).sort(), ['external_gateway_info', 'id']);
     const ext = await nc.get('/extensions', { token: nc.demoToken });
-    for (const alias of ['router', 'ext-gw-mode', 'extraroute', 'extraroute-atomic']) assert.ok(ext.body.extensions.some((e: any) => e.alias === alias), alias);
+    const zoned = await router({ availability_zone_hints: ['nova'] });
+    assert.deepEqual(zoned.availability_zone_hints, ['nova']);
+    assertNeutronError(await nc.post('/routers', { router: { availability_zone_hints: ['mars'] } }, { token: nc.demoToken }), 404, 'AvailabilityZoneNotFound');
+    assert.equal((await nc.delete(`/routers/${zoned.id}`, { token: nc.demoToken })).status, 204);
+    for (const alias of ['router', 'ext-gw-mode', 'extraroute', 'extraroute-atomic', 'router_availability_zone']) assert.ok(ext.body.extensions.some((e: any) => e.alias === alias), alias);
   });
 
   it('refuses a gateway on an internal network, and SNAT or fixed IP choices from non-admins', async () => {

@@ -5,6 +5,7 @@ import { BadRequest } from '../../core/errors.js';
 import { routerNotFound, type GatewayRequest, type Router, type RouterInterfaceInfo, type RouterRoute } from '../routers.js';
 import type { FixedIpRequest } from '../ports.js';
 import { parseAddress } from '../addresses.js';
+import { DEFAULT_AVAILABILITY_ZONE } from '../networks.js';
 import { allowed, authorize, callerOf, listView, resourceBody, selectFields, type NetworkApiArea, type NetworkApiDeps } from './common.js';
 import { BodyReader, badInput, owningProject } from './body.js';
 import { neutronError } from './errors.js';
@@ -22,6 +23,7 @@ export function routerView(router: Router): Record<string, unknown> {
       external_fixed_ips: router.gateway.externalFixedIps.map((f) => ({ subnet_id: f.subnetId, ip_address: f.ipAddress })),
     },
     routes: router.routes.map((r) => ({ destination: r.destination, nexthop: r.nexthop })),
+    availability_zone_hints: router.availabilityZoneHints, availability_zones: [DEFAULT_AVAILABILITY_ZONE],
     tags: router.tags, created_at: router.createdAt, updated_at: router.updatedAt, revision_number: router.revisionNumber,
   };
 }
@@ -79,14 +81,14 @@ function register(app: FastifyInstance, deps: NetworkApiDeps): void {
   });
 
   app.post('/v2.0/routers', async (request, reply) => {
-    const body = new BodyReader(resourceBody(request.body, 'router')).only([...WRITABLE, 'tenant_id', 'project_id', 'tags']);
+    const body = new BodyReader(resourceBody(request.body, 'router')).only([...WRITABLE, 'tenant_id', 'project_id', 'tags', 'availability_zone_hints']);
     const projectId = owningProject(request, body);
     const target = { project_id: projectId, tenant_id: projectId };
     authorize(deps, request, 'create_router', target);
     const gateway = await gatewayOf(deps, request, 'create_router', body, target);
     const router = await routers.create({
       projectId, name: body.string('name'), description: body.string('description'), adminStateUp: body.boolean('admin_state_up'),
-      gateway: gateway ?? undefined, tags: body.stringList('tags'),
+      gateway: gateway ?? undefined, availabilityZoneHints: body.stringList('availability_zone_hints'), tags: body.stringList('tags'),
     });
     return reply.code(201).send({ router: routerView(router) });
   });
@@ -98,7 +100,7 @@ function register(app: FastifyInstance, deps: NetworkApiDeps): void {
 
   app.put('/v2.0/routers/:id', async (request) => {
     const router = await visibleRouter(deps, request, (request.params as { id: string }).id);
-    const body = new BodyReader(resourceBody(request.body, 'router')).notUpdatable(['id', 'tenant_id', 'project_id', 'status']).only([...WRITABLE, 'routes']);
+    const body = new BodyReader(resourceBody(request.body, 'router')).notUpdatable(['id', 'tenant_id', 'project_id', 'status', 'availability_zone_hints', 'availability_zones']).only([...WRITABLE, 'routes']);
     const target = routerTarget(router);
     authorize(deps, request, 'update_router', target);
     const gateway = await gatewayOf(deps, request, 'update_router', body, target);
@@ -170,6 +172,7 @@ export const routerArea: NetworkApiArea = {
     { alias: 'router', name: 'Neutron L3 Router', description: 'Router abstraction for basic L3 forwarding between L2 Neutron networks and access to external networks via a NAT gateway.', updated: '2012-07-20T10:00:00-00:00' },
     { alias: 'ext-gw-mode', name: 'Neutron L3 Configurable external gateway mode', description: 'Extension of the router abstraction for specifying whether SNAT should occur on the external gateway', updated: '2013-03-28T10:00:00-00:00' },
     { alias: 'extraroute', name: 'Neutron Extra Route', description: 'Extra routes configuration for L3 router', updated: '2013-02-01T10:00:00-00:00' },
+    { alias: 'router_availability_zone', name: 'Router Availability Zone', description: 'Availability zone support for router.', updated: '2015-01-01T10:00:00-00:00' },
     { alias: 'extraroute-atomic', name: 'Atomically add/remove extra routes', description: 'Edit extra routes of a router on server side by atomically adding/removing extra routes', updated: '2019-07-10T00:00:00-00:00' },
   ],
 };

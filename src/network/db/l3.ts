@@ -19,6 +19,7 @@ export const l3Migration: Migration = {
       // The gateway port (network:router_gateway) on an external network, and ext-gw-mode's SNAT flag.
       .addColumn('gw_port_id', uuid)
       .addColumn('enable_snat', 'integer', (c) => c.notNull().defaultTo(1))
+      .addColumn('availability_zone_hints', 'varchar(255)', (c) => c.notNull().defaultTo('[]'))
       .addColumn('revision_number', 'integer', (c) => c.notNull().defaultTo(0))
       .addColumn('created_at', time, (c) => c.notNull())
       .addColumn('updated_at', time, (c) => c.notNull())
