@@ -54,6 +54,8 @@ describe('routers', () => {
     assert.equal(gwPorts[0].device_owner, 'network:router_gateway');
     assert.equal(gwPorts[0].project_id, '');
     assert.deepEqual(gwPorts[0].security_groups, []);
+    assertNeutronError(await nc.delete(`/ports/${gwPorts[0].id}`), 409, 'ServicePortInUse');
+    assertNeutronError(await nc.delete(`/networks/${external.id}`), 409, 'NetworkInUse');
 
     const shown = await nc.get(`/routers/${made.id}?fields=id&fields=external_gateway_info`, { token: nc.demoToken });
     assert.deepEqual(Object.keys(shown.body.router).sort(), ['external_gateway_info', 'id']);
