@@ -33,8 +33,8 @@ export interface ServerNetworkView {
   ports: Port[];
 }
 
-/** A floating IP as N3's FloatingIpService.forPorts gives it (only the fields used here). */
-interface FloatingForPort { portId: string | null; floatingIpAddress: string; fixedIpAddress: string | null }
+/** A floating IP on a port, as FloatingIpService.forPorts gives it. */
+interface FloatingForPort { portId: string; floatingIpAddress: string; fixedIpAddress: string | null }
 
 export const AUTO_ALLOCATE_FAILED = (projectId: string) => new BadRequest(`Unable to automatically allocate a network for project ${projectId}`);
 
@@ -291,9 +291,8 @@ export class InstanceNetworking {
 
   /** The floating IPs on these ports, through the L3 area's FloatingIpService.forPorts. */
   private async floatingFor(portIds: string[]): Promise<FloatingForPort[]> {
-    const service = this.net.floatingIps as unknown as { forPorts?: (ids: string[]) => Promise<FloatingForPort[]> };
-    if (typeof service.forPorts !== 'function' || portIds.length === 0) return [];
-    return service.forPorts(portIds);
+    if (portIds.length === 0) return [];
+    return this.net.floatingIps.forPorts(portIds);
   }
 
   // ---- interfaces (os-interface) and security groups of a server ----------------------------
@@ -379,6 +378,12 @@ export class InstanceNetworking {
   async securityGroupsOf(instanceId: string) {
     const ids = [...new Set((await this.interfaces(instanceId)).flatMap((i) => i.port.securityGroups))];
     return Promise.all(ids.map((id) => this.net.securityGroups.get(null, id)));
+  }
+
+  /** The caller's project's groups (the os-security-groups proxy). */
+  async projectSecurityGroups(caller: { projectId: string; isAdmin: boolean }) {
+    if (!this.deps.network) return [];
+    return this.net.securityGroups.list({ projectId: caller.projectId, isAdmin: false }, { projectId: caller.projectId });
   }
 
   private async groupFor(instance: Instance, name: string): Promise<string> {

@@ -174,6 +174,12 @@ describe('server networking', () => {
     const listed = await cc.get(`/servers/${server.id}/os-security-groups`, { token: user.token });
     assert.deepEqual(listed.body.security_groups.map((g: any) => g.name).sort(), ['default', 'web']);
     assertError(await cc.act(server.id, { addSecurityGroup: { name: 'nope' } }, { token: user.token }), 404);
+    // The os-security-groups proxy (before 2.36) the CLI uses to find a group; by id the action works too.
+    const proxied = await cc.get('/os-security-groups', { token: user.token });
+    assert.deepEqual(proxied.body.security_groups.map((g: any) => g.name).sort(), ['default', 'web']);
+    assert.equal((await cc.get(`/os-security-groups/${group.body.security_group.id}`, { token: user.token })).body.security_group.name, 'web');
+    assertError(await cc.get('/os-security-groups', { token: user.token, microversion: '2.36' }), 404);
+    assertError(await cc.act(server.id, { addSecurityGroup: { name: group.body.security_group.id } }, { token: user.token }), 400, /already associated/);
     assert.equal((await cc.act(server.id, { removeSecurityGroup: { name: 'web' } }, { token: user.token })).status, 202);
     assertError(await cc.act(server.id, { removeSecurityGroup: { name: 'web' } }, { token: user.token }), 400, 'Security group web not in server');
     shown = (await cc.get(`/servers/${server.id}`, { token: user.token, microversion: '2.79' })).body.server;

@@ -7,6 +7,7 @@ import { BadRequest, NotFound } from '../../core/errors.js';
 import { atLeast } from '../../http/microversion.js';
 import type { Instance } from '../instances.js';
 import type { Port } from '../../network/ports.js';
+import type { SecurityGroup } from '../../network/security-groups.js';
 import { authorize, callerOf, type ComputeApiDeps } from './common.js';
 import { validateBody, type Schema } from './jsonschema.js';
 import { registerServerActions } from './server-actions.js';
@@ -22,6 +23,8 @@ export const serverNetworkingPolicy: Record<string, string> = {
   'os_compute_api:os-attach-interfaces:create': MEMBER,
   'os_compute_api:os-attach-interfaces:delete': MEMBER,
   'os_compute_api:os-security-groups:list': READER,
+  'os_compute_api:os-security-groups:get': READER,
+  'os_compute_api:os-security-groups:show': READER,
 };
 
 const ATTACH: Schema = {
@@ -128,19 +131,42 @@ export function serverNetworkingRoutes(app: FastifyInstance, deps: ComputeApiDep
   app.get('/servers/:id/os-security-groups', async (request) => {
     const instance = await serverOf(request, 'os_compute_api:os-security-groups:list');
     const groups = await networking.securityGroupsOf(instance.id);
-    // Nova's proxy format for Neutron groups (security_groups.py _format_security_group).
-    return {
-      security_groups: groups.map((g) => ({
-        id: g.id, name: g.name, description: g.description, tenant_id: g.projectId,
-        rules: g.rules.filter((r) => r.direction === 'ingress').map((r) => ({
-          id: r.id, parent_group_id: g.id, ip_protocol: r.protocol,
-          from_port: r.portRangeMin ?? (r.protocol === null ? null : -1), to_port: r.portRangeMax ?? (r.protocol === null ? null : -1),
-          ip_range: r.remoteIpPrefix ? { cidr: r.remoteIpPrefix } : {},
-          group: r.remoteGroupId ? { name: groups.find((o) => o.id === r.remoteGroupId)?.name ?? r.remoteGroupId, tenant_id: g.projectId } : {},
-        })),
-      })),
-    };
+    return { security_groups: groups.map((g) => securityGroupView(g, groups)) };
   });
+
+  // The os-security-groups proxy (reads only), gone from 2.36 as in Nova: the CLI's
+  // `server add security group` finds the group here before the addSecurityGroup action.
+  const proxyGone = (request: FastifyRequest) => {
+    if (atLeast(request, '2.36')) throw new NotFound('The resource could not be found.');
+  };
+  app.get('/os-security-groups', async (request) => {
+    proxyGone(request);
+    authorize(deps, request, 'os_compute_api:os-security-groups:get');
+    const groups = await networking.projectSecurityGroups(callerOf(request));
+    return { security_groups: groups.map((g) => securityGroupView(g, groups)) };
+  });
+  app.get('/os-security-groups/:groupId', async (request) => {
+    proxyGone(request);
+    authorize(deps, request, 'os_compute_api:os-security-groups:show');
+    const { groupId } = request.params as { groupId: string };
+    const groups = await networking.projectSecurityGroups(callerOf(request));
+    const group = groups.find((g) => g.id === groupId);
+    if (!group) throw new NotFound(`Security group ${groupId} not found.`);
+    return { security_group: securityGroupView(group, groups) };
+  });
+}
+
+/** Nova's proxy format for a Neutron group (security_groups.py _format_security_group): ingress rules only. */
+function securityGroupView(g: SecurityGroup, all: SecurityGroup[]) {
+  return {
+    id: g.id, name: g.name, description: g.description, tenant_id: g.projectId,
+    rules: g.rules.filter((r) => r.direction === 'ingress').map((r) => ({
+      id: r.id, parent_group_id: g.id, ip_protocol: r.protocol,
+      from_port: r.portRangeMin ?? (r.protocol === null ? null : -1), to_port: r.portRangeMax ?? (r.protocol === null ? null : -1),
+      ip_range: r.remoteIpPrefix ? { cidr: r.remoteIpPrefix } : {},
+      group: r.remoteGroupId ? { name: all.find((o) => o.id === r.remoteGroupId)?.name ?? r.remoteGroupId, tenant_id: g.projectId } : {},
+    })),
+  };
 }
 
 registerServerActions({
