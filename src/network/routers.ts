@@ -11,7 +11,7 @@ import type { Caller } from './api/common.js';
 import type { NetworkContext } from './index.js';
 import { canonicalAddress, contains, formatCidr, overlaps, parseAddress, parseCidr } from './addresses.js';
 import type { FixedIp, FixedIpRequest, Port } from './ports.js';
-import type { RouterSetup } from './rpc.js';
+import { L2_AGENT_TYPE, type RouterSetup } from './rpc.js';
 import type { Subnet } from './subnets.js';
 import { replaceTags, tagsOf } from './tags.js';
 import { nowStamp, parseJson, retryingTransaction } from './transactions.js';
@@ -67,6 +67,9 @@ export interface RouterUpdate {
 }
 
 export interface RouterInterfaceInfo { id: string; subnetId: string; subnetIds: string[]; portId: string; networkId: string; projectId: string }
+
+/** A removed port its host's agent should unplug once the removal committed. */
+interface Unplug { host: string; portId: string }
 
 export const routerNotFound = (id: string) => neutronError(new NotFound(`Router ${id} could not be found.`), 'RouterNotFound');
 const badRouter = (message: string) => neutronError(new BadRequest(`Bad router request: ${message}`), 'BadRequest');
@@ -130,7 +133,9 @@ export class RouterService {
     const hints = [...new Set(body.availabilityZoneHints ?? [])];
     for (const zone of hints) if (zone !== DEFAULT_AVAILABILITY_ZONE) throw neutronError(new NotFound(`AvailabilityZone ${zone} could not be found.`), 'AvailabilityZoneNotFound');
     const id = newUuid();
+    const unplug: Unplug[] = [];
     await retryingTransaction(this.context.database, async (trx) => {
+      unplug.length = 0;
       await this.context.services.quotas.check(trx, body.projectId, 'router');
       const now = nowStamp();
       await trx.insertInto('network_routers').values({
@@ -138,15 +143,18 @@ export class RouterService {
         admin_state_up: body.adminStateUp === false ? 0 : 1, status: 'ACTIVE', gw_port_id: null, enable_snat: 1, availability_zone_hints: JSON.stringify(hints),
         revision_number: 1, created_at: now, updated_at: now,
       }).execute();
-      if (body.gateway) await this.setGateway(trx, id, body.gateway);
+      if (body.gateway) await this.setGateway(trx, id, body.gateway, unplug);
       if (body.tags) await replaceTags(trx, 'routers', id, body.tags);
     });
+    await this.bindPorts(id);
     await this.notify(id);
     return this.get(id);
   }
 
   async update(id: string, changes: RouterUpdate): Promise<Router> {
+    const unplug: Unplug[] = [];
     await retryingTransaction(this.context.database, async (trx) => {
+      unplug.length = 0;
       const router = await this.get(id, trx);
       const set: Record<string, unknown> = { revision_number: router.revisionNumber + 1, updated_at: nowStamp() };
       if (changes.name !== undefined) set.name = changes.name;
@@ -154,31 +162,36 @@ export class RouterService {
       if (changes.adminStateUp !== undefined) set.admin_state_up = changes.adminStateUp ? 1 : 0;
       await trx.updateTable('network_routers').set(set).where('id', '=', id).execute();
       if (changes.gateway !== undefined) {
-        if (changes.gateway === null) await this.clearGateway(trx, router);
-        else await this.setGateway(trx, id, changes.gateway);
+        if (changes.gateway === null) await this.clearGateway(trx, router, unplug);
+        else await this.setGateway(trx, id, changes.gateway, unplug);
       }
       // Routes are checked against the interfaces (and gateway) the router has after this update.
       if (changes.routes !== undefined) await this.writeRoutes(trx, id, changes.routes);
     });
+    await this.unplugAll(unplug);
+    if (changes.gateway) await this.bindPorts(id);
     await this.notify(id);
     return this.get(id);
   }
 
   /** Deletes a router and its gateway port; 409 RouterInUse while it has interfaces. */
   async delete(id: string): Promise<void> {
+    const unplug: Unplug[] = [];
     await retryingTransaction(this.context.database, async (trx) => {
+      unplug.length = 0;
       const router = await this.get(id, trx);
       if (router.interfacePorts.length > 0) throw neutronError(new Conflict(`Router ${id} still has ports`), 'RouterInUse');
-      await this.clearGateway(trx, router);
+      await this.clearGateway(trx, router, unplug);
       await trx.deleteFrom('network_router_routes').where('router_id', '=', id).execute();
       await trx.deleteFrom('network_tags').where('resource_type', '=', 'routers').where('resource_id', '=', id).execute();
       await trx.deleteFrom('network_routers').where('id', '=', id).execute();
     });
+    await this.unplugAll(unplug);
     await this.notify(id);
   }
 
   /** Makes (or replaces) the gateway port on an external network; the SNAT flag defaults to on. */
-  private async setGateway(trx: Kysely<any>, routerId: string, asked: GatewayRequest): Promise<void> {
+  private async setGateway(trx: Kysely<any>, routerId: string, asked: GatewayRequest, unplug: Unplug[]): Promise<void> {
     const router = await this.get(routerId, trx);
     const network = await this.context.services.networks.get(asked.networkId, trx);
     if (!network.external) throw badRouter(`Network ${network.id} is not an external network`);
@@ -202,7 +215,7 @@ export class RouterService {
       await trx.updateTable('network_routers').set({ enable_snat: enableSnat ? 1 : 0 }).where('id', '=', routerId).execute();
       return;
     }
-    if (router.gateway) await this.removePort(trx, router.gateway.portId);
+    if (router.gateway) await this.removePort(trx, router.gateway.portId, unplug);
     // A gateway port belongs to no project (Neutron makes it with tenant_id '').
     const port = await this.ports.create(null, {
       networkId: network.id, projectId: '', deviceId: routerId, deviceOwner: ROUTER_GATEWAY, adminStateUp: true,
@@ -223,11 +236,11 @@ export class RouterService {
     return result;
   }
 
-  private async clearGateway(trx: Kysely<any>, router: Router): Promise<void> {
+  private async clearGateway(trx: Kysely<any>, router: Router, unplug: Unplug[]): Promise<void> {
     if (!router.gateway) return;
     await this.refuseIfFloatingIps(trx, router);
     await trx.updateTable('network_routers').set({ gw_port_id: null, enable_snat: 1 }).where('id', '=', router.id).execute();
-    await this.removePort(trx, router.gateway.portId);
+    await this.removePort(trx, router.gateway.portId, unplug);
     // Routes whose nexthop was on the gateway's subnets go with it.
     const left = await this.connectedCidrs(trx, router.id);
     for (const route of router.routes) {
@@ -245,7 +258,10 @@ export class RouterService {
     }
   }
 
-  private async removePort(trx: Kysely<any>, portId: string): Promise<void> {
+  /** Removes a router port in the router's transaction; its host's agent unplugs it after commit (`unplugAll`). */
+  private async removePort(trx: Kysely<any>, portId: string, unplug: Unplug[]): Promise<void> {
+    const port = await this.ports.get(portId, trx);
+    if (port.binding.hostId) unplug.push({ host: port.binding.hostId, portId });
     await trx.deleteFrom('network_router_ports').where('port_id', '=', portId).execute();
     await this.ports.delete(null, portId, { trx });
   }
@@ -364,6 +380,7 @@ export class RouterService {
       await trx.updateTable('network_routers').set({ revision_number: router.revisionNumber + 1, updated_at: nowStamp() }).where('id', '=', id).execute();
       return this.interfaceInfo(router, port);
     });
+    await this.bindPorts(id);
     await this.notify(id);
     return info;
   }
@@ -380,7 +397,9 @@ export class RouterService {
   /** remove_router_interface by subnet or port; the port goes. */
   async removeInterface(id: string, asked: { subnetId?: string; portId?: string }): Promise<RouterInterfaceInfo> {
     if (asked.subnetId === undefined && asked.portId === undefined) throw badRouter('Either subnet_id or port_id must be specified');
+    const unplug: Unplug[] = [];
     const info = await retryingTransaction(this.context.database, async (trx) => {
+      unplug.length = 0;
       const router = await this.get(id, trx);
       const ports: Port[] = [];
       for (const portId of router.interfacePorts) ports.push(await this.ports.get(portId, trx));
@@ -398,10 +417,11 @@ export class RouterService {
       const subnetIds = port.fixedIps.map((f) => f.subnetId);
       await this.refuseIfInUse(trx, router, subnetIds);
       const result = this.interfaceInfo(router, port);
-      await this.removePort(trx, port.id);
+      await this.removePort(trx, port.id, unplug);
       await trx.updateTable('network_routers').set({ revision_number: router.revisionNumber + 1, updated_at: nowStamp() }).where('id', '=', id).execute();
       return result;
     });
+    await this.unplugAll(unplug);
     await this.notify(id);
     return info;
   }
@@ -462,6 +482,31 @@ export class RouterService {
     }
     const { floating, forwardings } = await floatingIps.ofRouter(routerId);
     return { id: router.id, adminStateUp: router.adminStateUp, interfaces, gateway, routes: router.routes, floatingIps: floating, portForwardings: forwardings };
+  }
+
+  /**
+   * Binds the router's unbound ports to the host whose agent runs the router (as Neutron binds
+   * them to the L3 agent's host), so that agent plugs them and they turn ACTIVE.
+   */
+  private async bindPorts(routerId: string): Promise<void> {
+    try {
+      const agents = (await this.context.services.agents.list()).filter((a) => a.agentType === L2_AGENT_TYPE && a.alive && a.adminStateUp);
+      if (agents.length === 0) return;
+      const host = this.context.services.agents.routerHost(routerId, agents);
+      const rows = await this.db.selectFrom('network_router_ports as rp').innerJoin('network_ports as p', 'p.id', 'rp.port_id')
+        .select(['p.id', 'p.device_owner']).where('rp.router_id', '=', routerId).where('p.binding_host_id', '=', '').execute();
+      for (const row of rows) await this.ports.bind(row.id, host, routerId, row.device_owner);
+    } catch (err) {
+      this.context.logger.warn('could not bind the ports of a router', { routerId, error: (err as Error).message });
+    }
+  }
+
+  private async unplugAll(unplug: Unplug[]): Promise<void> {
+    for (const { host, portId } of unplug) {
+      try { await this.context.services.agents.unplugPort(host, portId); } catch (err) {
+        this.context.logger.warn('could not tell an agent to unplug a router port', { host, portId, error: (err as Error).message });
+      }
+    }
   }
 
   /** Tells the router's agent after a commit; a failed notification does not fail the request (agents resync). */

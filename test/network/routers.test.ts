@@ -100,6 +100,10 @@ describe('routers', () => {
     assert.equal(port.device_owner, 'network:router_interface');
     assert.equal(port.device_id, made.id);
     assert.deepEqual(port.fixed_ips, [{ subnet_id: subnet.id, ip_address: subnet.gateway_ip }]);
+    // Bound to the host whose agent runs the router, which plugs it: ACTIVE.
+    const bound = await nc.waitPort(port.id, (p) => p.status === 'ACTIVE');
+    assert.equal(bound['binding:host_id'], 'fake-host-1');
+    await waitFor(() => nc.cloud.networkAgents.some((a) => a.plugged.has(port.id)), 'the agent plugs the interface');
 
     assertNeutronError(await nc.put(`/routers/${made.id}/add_router_interface`, { subnet_id: subnet.id }, { token: nc.demoToken }), 400, 'BadRequest', 'already has a port on subnet');
     const overlapping = await nc.subnet((await nc.network({}, nc.demoToken)).id, { cidr: '10.1.0.0/16' }, nc.demoToken);
@@ -131,6 +135,7 @@ describe('routers', () => {
     assert.equal(removed.status, 200, removed.text);
     assert.equal(removed.body.port_id, port.id);
     assert.equal((await nc.get(`/ports/${port.id}`)).status, 404);
+    await waitFor(() => !nc.cloud.networkAgents.some((a) => a.plugged.has(port.id)), 'its agent unplugs the removed interface');
     const byPortRemoved = await nc.put(`/routers/${made.id}/remove_router_interface`, { port_id: free.id }, { token: nc.demoToken });
     assert.equal(byPortRemoved.status, 200, byPortRemoved.text);
     assert.equal((await nc.delete(`/routers/${made.id}`, { token: nc.demoToken })).status, 204);
