@@ -38,7 +38,7 @@ describe('server networking', () => {
   const gone = (id: string, token: string) => cc.waitServer(id, (s) => s.status === 'DELETED', token);
 
   before(async () => {
-    cc = await startComputeCloud({ DEFAULT: { report_interval: '1' } }, 2);
+    cc = await startComputeCloud({ DEFAULT: { report_interval: '1' }, fake_driver: { fail_spawn_name_pattern: '^failnet' } }, 2);
     imageId = await cc.createImage({ visibility: 'public' });
     user = await cc.projectUser(unique('netuser'));
     other = await cc.projectUser(unique('netother'));
@@ -186,6 +186,61 @@ describe('server networking', () => {
     assert.deepEqual(shown.security_groups, [{ name: 'default' }]);
     await cc.delete(`/servers/${server.id}`, { token: user.token });
     await gone(server.id, user.token);
+  });
+
+  it('a floating IP on the server\'s port shows in addresses as floating', async () => {
+    const privateNet = (await cc.get(net('/networks'), { token: user.token })).body.networks.find((n: any) => n.name === 'private');
+    const external = await cc.post(net('/networks'), { network: { name: unique('ext'), 'router:external': true } });
+    assert.equal(external.status, 201, external.text);
+    const extSubnet = await cc.post(net('/subnets'), { subnet: { network_id: external.body.network.id, ip_version: 4, cidr: '198.51.100.0/24', enable_dhcp: false } });
+    assert.equal(extSubnet.status, 201, extSubnet.text);
+    const router = await cc.post(net('/routers'), { router: { name: 'r', external_gateway_info: { network_id: external.body.network.id } } }, { token: user.token });
+    assert.equal(router.status, 201, router.text);
+    const added = await cc.put(net(`/routers/${router.body.router.id}/add_router_interface`), { subnet_id: privateNet.subnets[0] }, { token: user.token });
+    assert.equal(added.status, 200, added.text);
+    const server = await bootActive({ networks: [{ uuid: privateNet.id }] }, user.token);
+    const [p] = await portsOf(server.id);
+    const fip = await cc.post(net('/floatingips'), { floatingip: { floating_network_id: external.body.network.id, port_id: p.id } }, { token: user.token });
+    assert.equal(fip.status, 201, fip.text);
+    const shown = (await cc.get(`/servers/${server.id}`, { token: user.token, microversion: '2.79' })).body.server;
+    assert.deepEqual(shown.addresses.private, [
+      { version: 4, addr: p.fixed_ips[0].ip_address, 'OS-EXT-IPS:type': 'fixed', 'OS-EXT-IPS-MAC:mac_addr': p.mac_address },
+      { version: 4, addr: fip.body.floatingip.floating_ip_address, 'OS-EXT-IPS:type': 'floating', 'OS-EXT-IPS-MAC:mac_addr': p.mac_address },
+    ]);
+    await cc.delete(`/servers/${server.id}`, { token: user.token });
+    await gone(server.id, user.token);
+    const after = await cc.get(net(`/floatingips/${fip.body.floatingip.id}`), { token: user.token });
+    assert.equal(after.body.floatingip.port_id, null, 'the deleted port\'s floating IP is disassociated');
+  });
+
+  it('a build that fails on every host releases its ports; a repeated allocation reuses them', async () => {
+    const privateNet = (await cc.get(net('/networks'), { token: user.token })).body.networks.find((n: any) => n.name === 'private');
+    const res = await boot({ name: 'failnet-1', networks: [{ uuid: privateNet.id }] }, user.token);
+    assert.equal(res.status, 202, res.text);
+    const failed = await cc.waitServer(res.body.server.id, undefined, user.token);
+    assert.equal(failed.status, 'ERROR');
+    assert.deepEqual(await portsOf(failed.id), [], 'no port is left with the failed server');
+    await cc.delete(`/servers/${failed.id}`, { token: user.token });
+
+    // Allocating again for a built server (a resumed workflow) keeps its ports.
+    const server = await bootActive({ networks: [{ uuid: privateNet.id }] }, user.token);
+    const before = await portsOf(server.id);
+    const services = cc.cloud.compute.services;
+    const instance = await services.instances.get(server.id);
+    const vifs = await services.networking.allocate(instance, instance.host!);
+    assert.deepEqual(vifs.map((v) => v.portId), before.map((p) => p.id));
+    assert.deepEqual((await portsOf(server.id)).map((p) => p.id), before.map((p) => p.id));
+    await cc.delete(`/servers/${server.id}`, { token: user.token });
+    await gone(server.id, user.token);
+  });
+
+  it('the port quota is checked at create (403)', async () => {
+    const privateNet = (await cc.get(net('/networks'), { token: user.token })).body.networks.find((n: any) => n.name === 'private');
+    const used = (await cc.get(net(`/ports?project_id=${user.projectId}`))).body.ports.length;
+    const set = await cc.put(net(`/quotas/${user.projectId}`), { quota: { port: used } });
+    assert.equal(set.status, 200, set.text);
+    assertError(await boot({ networks: [{ uuid: privateNet.id }] }, user.token), 403, 'Maximum number of ports exceeded');
+    await cc.put(net(`/quotas/${user.projectId}`), { quota: { port: 500 } });
   });
 
   it('a cold migration rebinds the ports to the new host', async () => {
