@@ -99,6 +99,7 @@ describe('server networking', () => {
     assertError(await boot({ networks: [{ port: used.body.port.id }] }, user.token), 409, `Port ${used.body.port.id} is still in use.`);
     assertError(await boot({ networks: [{ uuid: mine.id, fixed_ip: '192.168.9.9' }] }, user.token), 400, `Fixed IP address 192.168.9.9 is not valid for network ${mine.id}.`);
     assertError(await boot({ networks: [{ uuid: mine.id, fixed_ip: 'not-an-ip' }] }, user.token), 400, 'Invalid fixed IP address (not-an-ip)');
+    assertError(await boot({ networks: [{ uuid: mine.id, tag: 'nic' }] }, user.token, '2.37'), 400, /'tag' was unexpected/);
     await network(user.token, 'second', '10.11.0.0/24');
     assertError(await boot({ networks: 'auto' }, user.token), 409, 'Multiple possible networks found, use a Network ID to be more specific.');
     assertError(await boot({ networks: [{ uuid: mine.id }], security_groups: [{ name: 'no-such-group' }] }, user.token), 400);
@@ -110,7 +111,9 @@ describe('server networking', () => {
     const second = nets.find((n: any) => n.name === 'second');
     const userPort = await cc.post(net('/ports'), { port: { network_id: second.id, name: 'mine' } }, { token: user.token });
     assert.equal(userPort.status, 201, userPort.text);
-    const server = await bootActive({ networks: [{ uuid: privateNet.id, fixed_ip: '10.10.0.50' }, { port: userPort.body.port.id }] }, user.token);
+    const server = await bootActive({ networks: [{ uuid: privateNet.id, fixed_ip: '10.10.0.50', tag: 'first' }, { port: userPort.body.port.id }] }, user.token);
+    const tagged = await cc.get(`/servers/${server.id}/os-interface`, { token: user.token, microversion: '2.70' });
+    assert.deepEqual(tagged.body.interfaceAttachments.map((i: any) => i.tag), ['first', null]);
     assert.deepEqual(server.addresses.private.map((a: any) => a.addr), ['10.10.0.50']);
     assert.deepEqual(server.addresses.second.map((a: any) => a.addr), [userPort.body.port.fixed_ips[0].ip_address]);
     const bound = await port(userPort.body.port.id);

@@ -260,6 +260,10 @@ export function serverRoutes(app: FastifyInstance, deps: ComputeApiDeps): void {
     if ((s.host !== undefined || s.hypervisor_hostname !== undefined) && !atLeast(request, '2.74')) {
       throw new BadRequest(`Invalid input for field/attribute server. Additional properties are not allowed ('${s.host !== undefined ? 'host' : 'hypervisor_hostname'}' was unexpected)`);
     }
+    // Device tags on networks: 2.32, then again from 2.42 (Nova dropped them in between).
+    if (Array.isArray(s.networks) && s.networks.some((n: { tag?: string }) => n.tag !== undefined) && !(atLeast(request, '2.42') || (atLeast(request, '2.32') && !atLeast(request, '2.33')))) {
+      throw new BadRequest("Invalid input for field/attribute networks. Additional properties are not allowed ('tag' was unexpected)");
+    }
     if (s.tags) checkTags(s.tags);
     if (s.user_data !== undefined && !/^[A-Za-z0-9+/]*={0,2}$/.test(s.user_data.replace(/\s/g, ''))) {
       throw new BadRequest('User data needs to be valid base 64.');
