@@ -22,6 +22,8 @@ export interface BuildData {
   alternates: Record<string, Selection['alternates']>;
   /** instance id → hosts already tried. */
   tried: Record<string, string[]>;
+  /** Instances whose ports were allocated on their current host (compute_instance_ports has them; a resumed run rebinds, never makes them twice). */
+  networked?: string[];
 }
 
 export function buildWorkflow(ctx: ConductorContext) {
@@ -113,7 +115,8 @@ async function buildOne(ctx: ConductorContext, workflow: Workflow<BuildData>, st
         powerState = (await ctx.actions.withEvent(actionId, 'compute__do_build_and_run_instance', host, async () => {
           // Ports after scheduling (Nova's allocate_for_instance on the chosen host); a resumed build finds the ones it made.
           await ctx.networking.allocate(instance, host);
-          await store.advance(workflow, `networks-allocated:${instance.id}`, data);
+          if (!(data.networked ??= []).includes(instance.id)) data.networked.push(instance.id);
+          await store.advance(workflow, 'networks-allocated', data);
           return ctx.agent(host, ctx.spawnTimeoutMs).spawnInstance({ instance: await specOf(ctx, instance) });
         })).powerState;
       }
@@ -130,6 +133,7 @@ async function buildOne(ctx: ConductorContext, workflow: Workflow<BuildData>, st
       await ctx.agent(host).destroyInstance({ uuid: instance.id }).catch(() => undefined);
       // What the failed attempt made is released (Nova's _cleanup_allocated_networks); an alternate host allocates afresh.
       await ctx.networking.deallocate(instance.id).catch((e) => ctx.logger.warn(`freeing the ports of ${instance.id} failed: ${(e as Error).message}`));
+      data.networked = (data.networked ?? []).filter((id) => id !== instance.id);
       const next = await claimAlternate(ctx, instance, data);
       if (!next) {
         await ctx.placement.deleteAllocations(instance.id);
