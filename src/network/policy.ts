@@ -8,13 +8,14 @@
 export const BASE_POLICY: Record<string, string> = {
   context_is_admin: 'role:admin',
   context_is_advsvc: 'role:advsvc',
-  owner: 'project_id:%(project_id)s',
-  admin_or_owner: 'rule:context_is_admin or rule:owner',
+  // Neutron calls this rule `owner`; identity already has an `owner` rule in the one policy engine.
+  resource_owner: 'project_id:%(project_id)s',
+  admin_or_owner: 'rule:context_is_admin or rule:resource_owner',
   admin_only: 'rule:context_is_admin',
   regular_user: '',
   network_owner: 'project_id:%(network:project_id)s',
   admin_or_network_owner: 'rule:context_is_admin or rule:network_owner',
-  admin_owner_or_network_owner: 'rule:owner or rule:admin_or_network_owner',
+  admin_owner_or_network_owner: 'rule:resource_owner or rule:admin_or_network_owner',
   admin_or_data_plane_int: 'rule:context_is_admin or role:data_plane_integrator',
   shared: "'True':%(shared)s",
   external: "'True':%(router:external)s",

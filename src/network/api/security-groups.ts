@@ -15,7 +15,7 @@ const ADMIN_OR_SG_OWNER_READER = '(rule:admin_only) or (role:reader and rule:sg_
 const POLICY: Record<string, string> = {
   sg_owner: 'project_id:%(security_group:project_id)s',
   admin_or_sg_owner: 'rule:context_is_admin or project_id:%(security_group:project_id)s',
-  admin_owner_or_sg_owner: 'rule:owner or rule:admin_or_sg_owner',
+  admin_owner_or_sg_owner: 'rule:resource_owner or rule:admin_or_sg_owner',
   shared_security_group: "'True':%(shared)s",
   rule_default_sg: "'True':%(belongs_to_default_sg)s",
   create_security_group: ADMIN_OR_PROJECT_MEMBER,
