@@ -169,12 +169,13 @@ describe('policy rule references', () => {
     assert.equal(engine.enforce('identity:anything', {}, member), false);
   });
 
-  it('register adds and replaces defaults, and the new text is used', () => {
+  it('register adds defaults; the same rule again is fine, another rule under a known name is a clash', () => {
     const engine = new PolicyEngine({ x: 'role:admin' });
+    engine.register({ x: 'role:admin', y: '@' });
     assert.equal(engine.enforce('x', {}, member), false);
-    engine.register({ x: 'role:member', y: '@' });
-    assert.equal(engine.enforce('x', {}, member), true);
     assert.equal(engine.enforce('y', {}, noRoles), true);
+    assert.throws(() => engine.register({ x: 'role:member' }), /Policy rule x is registered twice: "role:admin" and "role:member"/);
+    assert.equal(engine.enforce('x', {}, member), false);
   });
 });
 
@@ -205,7 +206,8 @@ describe('malformed policy rules', () => {
 
   it('a rejected register leaves the engine unchanged', () => {
     const engine = new PolicyEngine({ x: 'role:admin' });
-    assert.throws(() => engine.register({ x: '@', y: 'role:' }), /"y"/);
+    assert.throws(() => engine.register({ z: '@', y: 'role:' }), /"y"/);
+    assert.equal(engine.enforce('z', {}, member), false);
     assert.equal(engine.enforce('x', {}, member), false);
   });
 });

@@ -45,15 +45,24 @@ type Template = Array<string | { path: string[] }>;
 
 export class PolicyEngine {
   private readonly defaults = new Map<string, Rule>();
+  private readonly defaultTexts = new Map<string, string>();
   private readonly overrides = new Map<string, Rule>();
 
   constructor(defaults: Record<string, string> = {}) {
     this.register(defaults);
   }
 
-  /** Adds (or replaces) default rules; a service calls this with its own defaults. */
+  /**
+   * Adds default rules; a service calls this with its own defaults. Every service shares this
+   * one engine, so a name registered again with another rule is a clash between services.
+   */
   register(defaults: Record<string, string>): void {
+    for (const [name, text] of Object.entries(defaults)) {
+      const earlier = this.defaultTexts.get(name);
+      if (earlier !== undefined && earlier !== text) throw new Error(`Policy rule ${name} is registered twice: "${earlier}" and "${text}"`);
+    }
     for (const [name, rule] of parseRules(defaults, 'defaults')) this.defaults.set(name, rule);
+    for (const [name, text] of Object.entries(defaults)) this.defaultTexts.set(name, text);
   }
 
   /**
