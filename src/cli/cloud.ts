@@ -17,6 +17,7 @@ import { createPlacement, type Placement } from '../placement/index.js';
 import { createCompute, type Compute } from '../compute/index.js';
 import { startComputeAgent, type ComputeAgent } from '../compute/agent/agent.js';
 import { createNetworking, type Networking } from '../network/index.js';
+import { startMetadataService, type MetadataService } from '../metadata/index.js';
 
 export interface CloudOptions {
   dataDir: string;
@@ -44,6 +45,8 @@ export interface Cloud {
   placement: Placement;
   compute: Compute;
   network: Networking;
+  /** The metadata service this controller serves on the bus (guests reach it through their agent). */
+  metadata: MetadataService;
   agents: ComputeAgent[];
   config: Config;
   close(): Promise<void>;
@@ -104,13 +107,15 @@ export async function startCloud(options: CloudOptions): Promise<Cloud> {
   await compute.services.flavors.ensureDefaultFlavors();
   await network.start();
   await compute.start();
+  const metadata = await startMetadataService({ config, bus, compute: compute.services });
   const agents = await startAgents(config, bus, logger, options.computeHosts);
 
   return {
-    url: publicBase, app, database, bus, identity, image, placement, compute, network, agents, config,
+    url: publicBase, app, database, bus, identity, image, placement, compute, network, metadata: metadata.service, agents, config,
     close: async () => {
       await app.close();
       await Promise.all(agents.map((agent) => agent.close()));
+      await metadata.close();
       await compute.close();
       await network.close();
       await image.images.settle();
