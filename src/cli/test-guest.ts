@@ -34,7 +34,7 @@ function builtPath(stdout: string): string {
 
 function buildError(err: unknown, stderr: string): Error {
   const detail = stderr.trim().split('\n').slice(-5).join('\n');
-  return new Error(`scripts/build-test-image failed: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}${detail ? `\n${detail}` : ''}`);
+  return new Error(`scripts/build-test-image failed: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}${detail ? `: ${detail.replace(/\n/g, ' | ')}` : ''}`);
 }
 
 /** Builds the test guest (or finds the cached build) and returns the qcow2 path. */
