@@ -16,6 +16,7 @@ import { createImageService, type Image } from '../image/index.js';
 import { createPlacement, type Placement } from '../placement/index.js';
 import { createCompute, type Compute } from '../compute/index.js';
 import { startComputeAgent, type ComputeAgent } from '../compute/agent/agent.js';
+import { CONSOLE_PAGE_PATH, mountConsoleProxy } from '../compute/console-proxy.js';
 import { createNetworking, type Networking } from '../network/index.js';
 import { startMetadataService, type MetadataService } from '../metadata/index.js';
 
@@ -85,6 +86,8 @@ export async function startCloud(options: CloudOptions): Promise<Cloud> {
   app.register(placement.api, { prefix: '/placement' });
   app.register(compute.api, { prefix: '/compute' });
   app.register(network.api, { prefix: '/networking' });
+  // The browser console (noVNC page and websocket proxy), Nova's nova-novncproxy.
+  mountConsoleProxy({ app, consoles: compute.services.consoles, config, logger: logger.child('console-proxy') });
   const serviceUrls = (base: string): CatalogService[] => SERVICES.map((s) => ({ type: s.type, name: s.name, description: s.description, url: `${base}${s.path}` }));
   app.get('/', async (request) => {
     const base = `${request.protocol}://${request.headers.host}`;
@@ -95,6 +98,7 @@ export async function startCloud(options: CloudOptions): Promise<Cloud> {
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : options.port;
   const publicBase = config.get('DEFAULT', 'public_endpoint', `http://${options.host.includes(':') ? `[${options.host}]` : options.host}:${port}`).replace(/\/$/, '');
+  compute.services.consoles.useProxyAt(`${publicBase}${CONSOLE_PAGE_PATH}`);
 
   const region = config.get('identity', 'region', 'RegionOne');
   const { passwords } = await bootstrapIdentity(identity.identity, {
@@ -108,7 +112,7 @@ export async function startCloud(options: CloudOptions): Promise<Cloud> {
   await network.start();
   await compute.start();
   const metadata = await startMetadataService({ config, bus, compute: compute.services });
-  const agents = await startAgents(config, bus, logger, options.computeHosts);
+  const agents = await startAgents(config, bus, logger, options.computeHosts, options.dataDir);
 
   return {
     url: publicBase, app, database, bus, identity, image, placement, compute, network, metadata: metadata.service, agents, config,
@@ -126,12 +130,12 @@ export async function startCloud(options: CloudOptions): Promise<Cloud> {
 }
 
 /** The in-process compute agents (see CloudOptions.computeHosts); each registers with the conductor over the bus. */
-async function startAgents(config: Config, bus: Bus, logger: Logger, count?: number): Promise<ComputeAgent[]> {
+async function startAgents(config: Config, bus: Bus, logger: Logger, count?: number, dataDir?: string): Promise<ComputeAgent[]> {
   const driver = config.get('compute', 'driver', 'fake');
   const hosts = driver === 'fake'
     ? Array.from({ length: count ?? config.getInt('compute', 'fake_hosts', 1) }, (_, i) => `fake-host-${i + 1}`)
     : (count ?? 1) > 0 ? [config.get('DEFAULT', 'host', hostname())] : [];
-  const agents = await Promise.all(hosts.map((host) => startComputeAgent({ config, bus, host, logger: logger.child(`compute.${host}`) })));
+  const agents = await Promise.all(hosts.map((host) => startComputeAgent({ config, bus, host, logger: logger.child(`compute.${host}`), dataDir })));
   await Promise.all(agents.map((agent) => agent.registered));
   return agents;
 }

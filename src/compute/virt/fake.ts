@@ -14,6 +14,7 @@
 //   [fake_driver] migrate_delay_ms (0)                             how long each step of a resize/cold migration takes
 //   [fake_driver] live_migration_duration_ms (0)                   how long a live migration's transfer takes
 //   [fake_driver] live_migration_fails (false)                     live migrations from this host fail at the end of the transfer
+//   [fake_driver] vnc_port_base (5900)                             the VNC port of the host's first instance (tests point it at a real VNC server)
 import type { Config } from '../../core/config.js';
 import { BadRequest, Conflict, InternalError, NotFound, ServiceUnavailable } from '../../core/errors.js';
 import { PowerState, type InstanceSpec, type PowerStateValue } from '../rpc.js';
@@ -57,6 +58,8 @@ export interface FakeDriverSettings {
   liveMigrationDurationMs: number;
   /** Live migrations from this host fail when the transfer ends ([fake_driver] live_migration_fails). */
   liveMigrationFails: boolean;
+  /** The VNC port getVncConsole gives the first instance, +1 for each next ([fake_driver] vnc_port_base). */
+  vncPortBase: number;
 }
 
 /** Reads and checks the [fake_driver] options; a bad value is a BadRequest naming the option. */
@@ -96,6 +99,7 @@ export function fakeDriverSettings(config: Config): FakeDriverSettings {
     migrateDelayMs: delay('migrate_delay_ms'),
     liveMigrationDurationMs: delay('live_migration_duration_ms'),
     liveMigrationFails: config.getBool('fake_driver', 'live_migration_fails', false),
+    vncPortBase: count('vnc_port_base', 5900, 1),
     failSnapshotNamePattern: regex('fail_snapshot_name_pattern'),
     failRescueNamePattern: regex('fail_rescue_name_pattern'),
     failRebuildNamePattern: regex('fail_rebuild_name_pattern'),
@@ -112,7 +116,7 @@ interface FakeInstance {
   /** The flavor's memory and root disk, the sizes a live migration transfers. */
   memoryMb: number;
   diskGb: number;
-  /** The display of the instance's (pretend) VNC server, 5900 + n, as QEMU's -vnc :n would. */
+  /** The port of the instance's (pretend) VNC server, 5900 + n by default, as QEMU's -vnc :n would. */
   vncPort: number;
   /** The root disk's content, line by line (what a snapshot returns). */
   disk: string[];
@@ -196,7 +200,7 @@ export class FakeDriver implements VirtDriver {
         throw new InternalError(`Fake driver: spawn of instance ${instance.uuid} failed (injected by [fake_driver] spawn_failure_rate)`);
       }
       if (attempt.cancelled) throw new InternalError(`Fake driver: instance ${instance.uuid} was destroyed while it was being spawned`);
-      this.instances.set(instance.uuid, { name: instance.name, powerState: PowerState.RUNNING, console: [`fake console of ${instance.name} (${instance.uuid})`, 'booted'], disk: freshDisk(instance), vncPort: 5900 + this.nextDisplay++, rootGb: instance.flavor?.rootGb, memoryMb: instance.flavor.memoryMb, diskGb: instance.flavor.rootGb });
+      this.instances.set(instance.uuid, { name: instance.name, powerState: PowerState.RUNNING, console: [`fake console of ${instance.name} (${instance.uuid})`, 'booted'], disk: freshDisk(instance), vncPort: this.settings.vncPortBase + this.nextDisplay++, rootGb: instance.flavor?.rootGb, memoryMb: instance.flavor.memoryMb, diskGb: instance.flavor.rootGb });
     } finally {
       if (this.spawning.get(instance.uuid) === attempt) this.spawning.delete(instance.uuid);
     }
@@ -244,7 +248,7 @@ export class FakeDriver implements VirtDriver {
       memoryMb: spec.flavor.memoryMb, diskGb: spec.flavor.rootGb,
       console: [`fake console of ${spec.name} (${spec.uuid})`, `migrated here with flavor ${spec.flavor.name}`, ...(powerOn ? ['booted'] : [])],
       // The source host's disk content is on another agent: the copy here starts from the image's, marked as moved.
-      disk: [...freshDisk(spec), `migrated with flavor ${spec.flavor.name}`], vncPort: 5900 + this.nextDisplay++,
+      disk: [...freshDisk(spec), `migrated with flavor ${spec.flavor.name}`], vncPort: this.settings.vncPortBase + this.nextDisplay++,
     });
     return powerOn ? PowerState.RUNNING : PowerState.SHUTDOWN;
   }
@@ -371,7 +375,7 @@ export class FakeDriver implements VirtDriver {
     const console = existing?.console ?? [`fake console of ${spec.name} (${spec.uuid})`];
     console.push(`rebuilt from image ${spec.image?.id ?? 'none'}${options.preserveEphemeral ? ' (ephemeral disk kept)' : ''}`, 'booted');
     this.instances.set(spec.uuid, {
-      name: spec.name, powerState: PowerState.RUNNING, console, disk: freshDisk(spec), vncPort: existing?.vncPort ?? 5900 + this.nextDisplay++,
+      name: spec.name, powerState: PowerState.RUNNING, console, disk: freshDisk(spec), vncPort: existing?.vncPort ?? this.settings.vncPortBase + this.nextDisplay++,
       rootGb: spec.flavor.rootGb, memoryMb: spec.flavor.memoryMb, diskGb: spec.flavor.rootGb,
       ...(spec.adminPass ? { adminPassword: spec.adminPass } : {}),
     });
@@ -473,7 +477,7 @@ export class FakeDriver implements VirtDriver {
       name: spec.name, powerState, memoryMb: spec.flavor.memoryMb, diskGb: spec.flavor.rootGb, rootGb: spec.flavor.rootGb,
       console: [`fake console of ${spec.name} (${uuid})`, `live migrated in from ${sourceHost}`],
       // The source's disk content is on another agent: the copy here starts from the image's, marked as moved.
-      disk: [...freshDisk(spec), `live migrated from ${sourceHost}`], vncPort: 5900 + this.nextDisplay++,
+      disk: [...freshDisk(spec), `live migrated from ${sourceHost}`], vncPort: this.settings.vncPortBase + this.nextDisplay++,
     });
     return powerState;
   }
