@@ -33,7 +33,6 @@ export function networkApi(deps: NetworkApiDeps & { tokens: TokenValidator }) {
     requireAuthentication(app, deps.tokens);
     app.get('/', { config: { public: true } }, async (request) => ({ versions: [version(request)] }));
     app.get('/v2.0', { config: { public: true } }, async (request) => ({ resources: resourcesOf(request) }));
-    app.get('/v2.0/', { config: { public: true } }, async (request) => ({ resources: resourcesOf(request) }));
     app.get('/v2.0/extensions', async () => ({ extensions: extensions.map(extensionView) }));
     app.get('/v2.0/extensions/:alias', async (request) => {
       const { alias } = request.params as { alias: string };
