@@ -3,6 +3,7 @@
 // conductor tells them what to run.
 import type { Bus } from '../bus/types.js';
 import type { FlavorSize } from './flavors.js';
+import type { ImageDataChunk } from './conductor/image-data.js';
 import type { HostResources, LiveMigrationJob, PowerOperation, VncConsole } from './virt/driver.js';
 
 /** The topic the conductor serves; every controller process serves it, calls are shared between them. */
@@ -74,6 +75,8 @@ export interface ConductorRpc {
   heartbeat(args: { host: string }): Promise<void>;
   /** Periodic power-state sync: what the driver really sees for each instance on the host. */
   syncPowerStates(args: { host: string; states: Record<string, PowerStateValue> }): Promise<void>;
+  /** A byte range of an active image, base64 (agents fill their image cache with it; conductor/image-data.ts). */
+  readImageChunk(args: { imageId: string; offset: number; length: number }): Promise<ImageDataChunk>;
 }
 
 /** Methods an agent serves (topic computeTopic(host)). */
@@ -172,5 +175,6 @@ export function conductorClient(bus: Bus, timeoutMs: number): ConductorRpc {
     registerHost: call('registerHost'),
     heartbeat: call('heartbeat'),
     syncPowerStates: call('syncPowerStates'),
+    readImageChunk: call('readImageChunk'),
   };
 }

@@ -103,7 +103,7 @@ export async function startComputeAgent(options: ComputeAgentOptions): Promise<C
   const syncSeconds = config.getInt('DEFAULT', 'sync_power_state_interval', 600);
   const syncMs = syncSeconds < 0 ? 0 : (syncSeconds === 0 ? 60_000 : syncSeconds * 1000);
   const rpcTimeoutMs = periodMs(config, 'rpc_response_timeout', 60);
-  const driver = options.driver ?? await createVirtDriver({ config, host, logger, dataDir: options.dataDir });
+  const driver = options.driver ?? await createVirtDriver({ config, host, logger, dataDir: options.dataDir, bus });
   const conductor = conductorClient(bus, rpcTimeoutMs);
   const report = () => buildHostReport(config, host, nodename, driver);
   let subscription: Subscription;
