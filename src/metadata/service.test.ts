@@ -21,7 +21,7 @@ function metadata(over: Partial<InstanceMetadata> = {}): InstanceMetadata {
   } as unknown as Instance;
   return {
     instance, hostname: 'web.novalocal', availabilityZone: 'nova', securityGroups: ['default', 'web'], blockDeviceMapping: { ami: 'vda', root: '/dev/vda' },
-    userData: Buffer.from('#!/bin/sh\necho hi\n'), keypair: { name: 'k1', type: 'ssh', data: 'ssh-ed25519 AAAA k1' }, password: '', vifs: [], files: [], ...over,
+    userData: Buffer.from('#!/bin/sh\necho hi\n'), keypair: { name: 'k1', type: 'ssh', data: 'ssh-ed25519 AAAA k1' }, password: '', vifs: [], vendorData: {}, files: [], ...over,
   };
 }
 
@@ -99,7 +99,11 @@ test('OpenStack tree: versions, per-version listing and 404s', () => {
   assert.equal(lookup(metadata({ userData: null }), '/openstack/2013-10-17').body, 'meta_data.json\npassword\nvendor_data.json');
   assert.equal(get('/openstack/latest/meta_data.json').contentType, 'application/json');
   assert.equal(JSON.parse(get('/openstack/latest/meta_data.json').body).random_seed.length, 684);
-  assert.equal(get('/openstack/latest/vendor_data2.json').body, '{}');
+  assert.equal(get('/openstack/latest/vendor_data.json').body, '{}');
+  assert.equal(get('/openstack/latest/vendor_data2.json').body, '{"static":{}}');
+  const vendor = metadata({ vendorData: { corp: { puppet: 'puppet.example' } } });
+  assert.deepEqual(JSON.parse(lookup(vendor, '/openstack/latest/vendor_data.json').body), { corp: { puppet: 'puppet.example' } });
+  assert.deepEqual(JSON.parse(lookup(vendor, '/openstack/latest/vendor_data2.json').body), { static: { corp: { puppet: 'puppet.example' } } });
   assert.throws(() => get('/openstack/2015-10-15/vendor_data2.json'));
   assert.throws(() => get('/openstack/2012-08-10/vendor_data.json'));
   assert.throws(() => get('/openstack/2099-01-01/meta_data.json'));

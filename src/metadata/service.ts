@@ -71,6 +71,11 @@ export interface MetadataServiceDeps {
   dhcpDomain: string;
   /** [DEFAULT] default_availability_zone, for instances not yet placed in a zone. */
   defaultAvailabilityZone: string;
+  /**
+   * Nova's StaticJSON vendor data ([api] vendordata_jsonfile_path), read for each answer as Nova
+   * reads it per request: vendor_data.json is it, vendor_data2.json is {"static": it}. {} without one.
+   */
+  staticVendorData?: () => Record<string, unknown>;
 }
 
 /** A value in the EC2 tree: a leaf, a list (printed one per line) or a directory; `_name` overrides a directory's listing line. */
@@ -88,6 +93,8 @@ export interface InstanceMetadata {
   keypair: { name: string; type: string; data: string } | null;
   password: string;
   vifs: InstanceVif[];
+  /** The StaticJSON vendor data (see MetadataServiceDeps.staticVendorData). */
+  vendorData: Record<string, unknown>;
   /** Personality files (config drive only, as in Nova: the metadata service never had them). */
   files: { path: string; contents: Buffer }[];
 }
@@ -117,6 +124,7 @@ export class MetadataService {
       keypair,
       password,
       vifs,
+      vendorData: this.deps.staticVendorData?.() ?? {},
       files: options.withFiles ? (instance.request.personality ?? []).map((f) => ({ path: f.path, contents: Buffer.from(f.contents, 'base64') })) : [],
     };
   }
@@ -202,9 +210,9 @@ export class MetadataService {
       if (md.files.length) meta.files = md.files.map((f, i) => ({ path: f.path, content_path: contentPaths[i] }));
       put(`openstack/${version}/meta_data.json`, JSON.stringify(meta));
       if (md.userData !== null) put(`openstack/${version}/user_data`, md.userData);
-      if (atLeast(v, HAVANA)) put(`openstack/${version}/vendor_data.json`, '{}');
+      if (atLeast(v, HAVANA)) put(`openstack/${version}/vendor_data.json`, JSON.stringify(md.vendorData));
       if (atLeast(v, LIBERTY)) put(`openstack/${version}/network_data.json`, JSON.stringify(networkData(md.vifs)));
-      if (atLeast(v, NEWTON_TWO)) put(`openstack/${version}/vendor_data2.json`, '{}');
+      if (atLeast(v, NEWTON_TWO)) put(`openstack/${version}/vendor_data2.json`, JSON.stringify(vendorData2(md)));
     }
     md.files.forEach((f, i) => put(`openstack${contentPaths[i]}`, f.contents));
     return Object.keys(binaryFiles).length ? { files, binaryFiles } : { files };
@@ -265,16 +273,21 @@ function openstackItem(md: InstanceMetadata, tokens: string[]): GuestResponse {
         : { status: 200, contentType: TEXT, body: md.userData.toString('base64'), encoding: 'base64' };
     case 'vendor_data.json':
       if (!atLeast(version, HAVANA)) throw new PathNotFound();
-      return { status: 200, contentType: JSON_TYPE, body: '{}' };
+      return { status: 200, contentType: JSON_TYPE, body: JSON.stringify(md.vendorData) };
     case 'network_data.json':
       if (!atLeast(version, LIBERTY)) throw new PathNotFound();
       return { status: 200, contentType: JSON_TYPE, body: JSON.stringify(networkData(md.vifs)) };
     case 'vendor_data2.json':
       if (!atLeast(version, NEWTON_TWO)) throw new PathNotFound();
-      return { status: 200, contentType: JSON_TYPE, body: '{}' };
+      return { status: 200, contentType: JSON_TYPE, body: JSON.stringify(vendorData2(md)) };
     default:
       throw new PathNotFound();
   }
+}
+
+/** vendor_data2.json: one key per [api] vendordata_providers entry; Nova's default is StaticJSON alone, keyed "static". */
+function vendorData2(md: InstanceMetadata): Record<string, unknown> {
+  return { static: md.vendorData };
 }
 
 function atLeast(version: string, required: string): boolean {

@@ -3,7 +3,7 @@
 // instance's own unix socket, answered by the agent-side proxy through the bus.
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -38,10 +38,12 @@ let serverB: any;
 let proxyA: MetadataProxy;
 let proxyB: MetadataProxy;
 const userDataA = '#cloud-config\nhostname: alpha\n';
+const vendorData = { corp: { ntp: 'ntp.example' } };
 
 before(async () => {
-  cc = await startComputeCloud({}, 1);
   dir = mkdtempSync(join(tmpdir(), 'nubo-metadata-test-'));
+  writeFileSync(join(dir, 'vendor.json'), JSON.stringify(vendorData));
+  cc = await startComputeCloud({ api: { vendordata_jsonfile_path: join(dir, 'vendor.json') } }, 1);
   const created = await cc.post('/os-keypairs', { keypair: { name: 'mdkey' } });
   assert.equal(created.status, 200, created.text);
   keypair = created.body.keypair;
@@ -102,8 +104,9 @@ test('OpenStack tree: version list, listings, vendor and network data, 404s', as
   assert.equal((await guest(proxyA.socketPath, '/openstack/2012-08-10/')).text, 'meta_data.json\nuser_data');
   const folsom = JSON.parse((await guest(proxyA.socketPath, '/openstack/2012-08-10/meta_data.json')).text);
   assert.ok(!('random_seed' in folsom) && !('project_id' in folsom) && !('devices' in folsom));
-  assert.deepEqual(JSON.parse((await guest(proxyA.socketPath, '/openstack/latest/vendor_data.json')).text), {});
-  assert.deepEqual(JSON.parse((await guest(proxyA.socketPath, '/openstack/latest/vendor_data2.json')).text), {});
+  // [api] vendordata_jsonfile_path, Nova's StaticJSON provider: as is in vendor_data.json, under "static" in vendor_data2.json.
+  assert.deepEqual(JSON.parse((await guest(proxyA.socketPath, '/openstack/latest/vendor_data.json')).text), vendorData);
+  assert.deepEqual(JSON.parse((await guest(proxyA.socketPath, '/openstack/latest/vendor_data2.json')).text), { static: vendorData });
   // No bound ports yet (the Networking service does not bind them): an empty network_data.json.
   assert.deepEqual(JSON.parse((await guest(proxyA.socketPath, '/openstack/latest/network_data.json')).text), { links: [], networks: [], services: [] });
   for (const path of ['/openstack/latest/nothing', '/openstack/2011-01-01/meta_data.json', '/openstack/2015-10-15/vendor_data2.json', '/openstack/2012-08-10/password', '/latest/meta-data/nothing', '/1999-01-01/meta-data/']) {
@@ -192,6 +195,7 @@ test('instanceFiles and the config drive carry the same trees for the instance',
   }
   assert.ok(!files['openstack/2012-08-10/vendor_data.json'] && files['openstack/2013-10-17/vendor_data.json']);
   assert.ok(!files['openstack/2015-10-15/vendor_data2.json'] && files['openstack/latest/vendor_data2.json']);
+  assert.deepEqual(JSON.parse(files['openstack/latest/vendor_data2.json']), { static: vendorData });
   assert.deepEqual(JSON.parse(files['openstack/latest/network_data.json']), { links: [], networks: [], services: [] });
   assert.equal(files['openstack/latest/password'], undefined);
 
