@@ -111,7 +111,7 @@ export async function startCloud(options: CloudOptions): Promise<Cloud> {
   await compute.services.flavors.ensureDefaultFlavors();
   await network.start();
   await compute.start();
-  const metadata = await startMetadataService({ config, bus, compute: compute.services });
+  const metadata = await startMetadataService({ config, bus, compute: compute.services, logger: logger.child('metadata') });
   const agents = await startAgents(config, bus, logger, options.computeHosts, options.dataDir);
 
   return {
