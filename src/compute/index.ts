@@ -23,6 +23,7 @@ import { ServerGroupService } from './server-groups.js';
 import { AggregateService } from './aggregates.js';
 import { ServerService } from './servers.js';
 import { ServerActions } from './lifecycle.js';
+import { ServerDiagnostics } from './diagnostics.js';
 import { SoftDeletes } from './soft-delete.js';
 import { ConsoleService } from './consoles.js';
 import { ServerPasswordStore } from './server-passwords.js';
@@ -72,6 +73,8 @@ export interface ComputeServices {
   enablePasswordGeneration: boolean;
   /** Resize, cold migration, confirm and revert. */
   resize: ResizeService;
+  /** os-server-diagnostics. */
+  diagnostics: ServerDiagnostics;
 }
 
 export interface Compute {
@@ -110,7 +113,7 @@ export async function createCompute(options: ComputeDeps & { policy: PolicyEngin
   const serverPasswords = new ServerPasswordStore(database);
   const services: ComputeServices = {
     hosts, flavors, keypairs, quotas, serverGroups, aggregates, instances, actions, migrations, servers, lifecycle, imageActions, scheduler, conductor,
-    softDeletes, consoles, serverPasswords, moves,
+    softDeletes, consoles, serverPasswords, moves, diagnostics: new ServerDiagnostics({ bus: options.bus, hosts, rpcTimeoutMs }),
     enablePasswordGeneration: config.getBool('api', 'enable_instance_password', true),
     resize: new ResizeService({ config, database, instances, actions, migrations, flavors, quotas, hosts, lifecycle, conductor }),
   };

@@ -4,7 +4,7 @@
 import type { Bus } from '../bus/types.js';
 import type { FlavorSize } from './flavors.js';
 import type { ImageDataChunk } from './conductor/image-data.js';
-import type { HostResources, LiveMigrationJob, PowerOperation, VncConsole } from './virt/driver.js';
+import type { HostResources, InstanceDiagnostics, LiveMigrationJob, PowerOperation, VncConsole } from './virt/driver.js';
 
 /** The topic the conductor serves; every controller process serves it, calls are shared between them. */
 export const CONDUCTOR_TOPIC = 'conductor';
@@ -16,6 +16,11 @@ export const COMPUTE_BINARY = 'nova-compute';
 /** Nova's power_state values. */
 export const PowerState = { NOSTATE: 0, RUNNING: 1, PAUSED: 3, SHUTDOWN: 4, CRASHED: 6, SUSPENDED: 7 } as const;
 export type PowerStateValue = (typeof PowerState)[keyof typeof PowerState];
+/** Nova's power_state.STATE_MAP: the names diagnostics and its error messages use. */
+export const POWER_STATE_NAMES: Record<PowerStateValue, string> = {
+  [PowerState.NOSTATE]: 'pending', [PowerState.RUNNING]: 'running', [PowerState.PAUSED]: 'paused',
+  [PowerState.SHUTDOWN]: 'shutdown', [PowerState.CRASHED]: 'crashed', [PowerState.SUSPENDED]: 'suspended',
+};
 
 /** What a host is and has, as its agent reports it at start and whenever it changes. */
 export interface HostReport extends HostResources, HostOvercommit {
@@ -99,6 +104,11 @@ export interface ComputeAgentRpc {
   /** Where the instance's VNC server listens on this host (VirtDriver.getVncConsole). */
   getVncConsole(args: { uuid: string }): Promise<VncConsole>;
   /**
+   * The instance's diagnostics (VirtDriver.diagnostics) when it runs. Otherwise diagnostics is null and powerState
+   * says why (NOSTATE when the host does not have it); supported is false when the driver has no diagnostics.
+   */
+  getDiagnostics(args: { uuid: string }): Promise<{ powerState: PowerStateValue; supported: boolean; diagnostics: InstanceDiagnostics | null }>;
+  /**
    * The instance's root disk as an image (VirtDriver.snapshot), base64 in the reply: the conductor
    * uploads it to the Image service (agents have no Image service access). Fine for the fake
    * driver's small disks; real drivers will stream the data over HTTP instead.
@@ -149,6 +159,7 @@ export function agentClient(bus: Bus, host: string, timeoutMs: number): ComputeA
     triggerCrashDump: call('triggerCrashDump'),
     getHostUptime: call('getHostUptime'),
     getVncConsole: call('getVncConsole'),
+    getDiagnostics: call('getDiagnostics'),
     snapshotInstance: call('snapshotInstance'),
     rescueInstance: call('rescueInstance'),
     unrescueInstance: call('unrescueInstance'),

@@ -263,6 +263,14 @@ export function agentHandlers(driver: VirtDriver): Record<keyof ComputeAgentRpc,
       if (typeof uuid !== 'string') throw new BadRequest('getVncConsole needs a uuid');
       return driver.getVncConsole(uuid);
     },
+    getDiagnostics: async ({ uuid }: { uuid: string }) => {
+      if (typeof uuid !== 'string') throw new BadRequest('getDiagnostics needs a uuid');
+      // As Nova's compute manager: only a running guest has diagnostics; a missing one is NOSTATE ("pending").
+      const powerState = (await driver.powerState(uuid)) ?? PowerState.NOSTATE;
+      if (powerState !== PowerState.RUNNING) return { powerState, supported: true, diagnostics: null };
+      if (!driver.diagnostics) return { powerState, supported: false, diagnostics: null };
+      return { powerState, supported: true, diagnostics: await driver.diagnostics(uuid) };
+    },
     snapshotInstance: async ({ uuid }: { uuid: string }) => {
       if (typeof uuid !== 'string') throw new BadRequest('snapshotInstance needs a uuid');
       const snapshot = await driver.snapshot(uuid);

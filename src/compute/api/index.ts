@@ -20,6 +20,7 @@ import { extraRoutes } from './extras.js';
 import './resize-actions.js';
 import { migrationRoutes } from './migrations.js';
 import { serverMigrationRoutes } from './live-migration.js';
+import { diagnosticsRoutes } from './diagnostics.js';
 
 export const MIN_MICROVERSION = '2.1';
 export const MAX_MICROVERSION = '2.79';
@@ -51,6 +52,7 @@ async function resources(app: FastifyInstance, deps: ComputeApiDeps): Promise<vo
   extraRoutes(app, deps);
   migrationRoutes(app, deps);
   serverMigrationRoutes(app, deps);
+  diagnosticsRoutes(app, deps);
 }
 
 export function computeApi(deps: ComputeApiDeps & { tokens: TokenValidator }) {

@@ -17,8 +17,8 @@
 //   [fake_driver] vnc_port_base (5900)                             the VNC port of the host's first instance (tests point it at a real VNC server)
 import type { Config } from '../../core/config.js';
 import { BadRequest, Conflict, InternalError, NotFound, ServiceUnavailable } from '../../core/errors.js';
-import { PowerState, type InstanceSpec, type PowerStateValue } from '../rpc.js';
-import type { DiskSnapshot, DriverCapabilities, HostResources, LiveMigrationJob, PowerOperation, VirtDriver, VncConsole } from './driver.js';
+import { POWER_STATE_NAMES, PowerState, type InstanceSpec, type PowerStateValue } from '../rpc.js';
+import type { DiskSnapshot, DriverCapabilities, HostResources, InstanceDiagnostics, LiveMigrationJob, PowerOperation, VirtDriver, VncConsole } from './driver.js';
 
 export const FAKE_HYPERVISOR_TYPE = 'fake';
 export const FAKE_HYPERVISOR_VERSION = 1000;
@@ -129,6 +129,26 @@ function freshDisk(instance: InstanceSpec): string[] {
   return ['nubo fake disk', `instance ${instance.uuid}`, `image ${instance.image?.id ?? 'none'}`, `hostname ${instance.hostname}`];
 }
 
+/** What diagnostics reports about an instance besides its counters: its devices and when it booted here. */
+interface FakeDiagnosticFacts {
+  bootedAt: number;
+  vcpus: number;
+  memoryMb: number;
+  configDrive: boolean;
+  ephemeral: boolean;
+  swap: boolean;
+  /** Nova's libvirt names a port's tap device "tap" + the first 11 characters of the port id. */
+  nics: { name: string; macAddress: string }[];
+}
+
+function diagnosticFacts(spec: InstanceSpec): FakeDiagnosticFacts {
+  return {
+    bootedAt: Date.now(), vcpus: spec.flavor.vcpus, memoryMb: spec.flavor.memoryMb, configDrive: spec.configDrive,
+    ephemeral: spec.flavor.ephemeralGb > 0, swap: spec.flavor.swapMb > 0,
+    nics: (spec.vifs ?? []).map((vif) => ({ name: `tap${vif.portId.slice(0, 11)}`, macAddress: vif.macAddress })),
+  };
+}
+
 /** A live migration job on the source: its progress, and the timer that moves it on. */
 interface FakeJob { job: LiveMigrationJob; timer?: NodeJS.Timeout; startedAt: number }
 
@@ -160,6 +180,8 @@ export class FakeDriver implements VirtDriver {
   private readonly jobs = new Map<string, FakeJob>();
   private readonly waits = new Set<{ timer: NodeJS.Timeout; reject: (err: Error) => void }>();
   private closed = false;
+  /** Per instance, what its diagnostics describe (set when it boots here: spawn, rebuild, arrival by a move). */
+  private readonly facts = new Map<string, FakeDiagnosticFacts>();
   /** The next free VNC display; displays are not reused while the driver runs. */
   private nextDisplay = 0;
 
@@ -201,6 +223,7 @@ export class FakeDriver implements VirtDriver {
       }
       if (attempt.cancelled) throw new InternalError(`Fake driver: instance ${instance.uuid} was destroyed while it was being spawned`);
       this.instances.set(instance.uuid, { name: instance.name, powerState: PowerState.RUNNING, console: [`fake console of ${instance.name} (${instance.uuid})`, 'booted'], disk: freshDisk(instance), vncPort: this.settings.vncPortBase + this.nextDisplay++, rootGb: instance.flavor?.rootGb, memoryMb: instance.flavor.memoryMb, diskGb: instance.flavor.rootGb });
+      this.facts.set(instance.uuid, diagnosticFacts(instance));
     } finally {
       if (this.spawning.get(instance.uuid) === attempt) this.spawning.delete(instance.uuid);
     }
@@ -214,6 +237,7 @@ export class FakeDriver implements VirtDriver {
     this.instances.delete(uuid);
     this.migrationSources.delete(uuid);
     this.incoming.delete(uuid);
+    this.facts.delete(uuid);
     const job = this.jobs.get(uuid);
     if (job?.timer) clearTimeout(job.timer);
     this.jobs.delete(uuid);
@@ -250,6 +274,7 @@ export class FakeDriver implements VirtDriver {
       // The source host's disk content is on another agent: the copy here starts from the image's, marked as moved.
       disk: [...freshDisk(spec), `migrated with flavor ${spec.flavor.name}`], vncPort: this.settings.vncPortBase + this.nextDisplay++,
     });
+    this.facts.set(spec.uuid, diagnosticFacts(spec));
     return powerOn ? PowerState.RUNNING : PowerState.SHUTDOWN;
   }
 
@@ -379,6 +404,7 @@ export class FakeDriver implements VirtDriver {
       rootGb: spec.flavor.rootGb, memoryMb: spec.flavor.memoryMb, diskGb: spec.flavor.rootGb,
       ...(spec.adminPass ? { adminPassword: spec.adminPass } : {}),
     });
+    this.facts.set(spec.uuid, diagnosticFacts(spec));
     return PowerState.RUNNING;
   }
 
@@ -390,6 +416,40 @@ export class FakeDriver implements VirtDriver {
   /** Test hook: whether the instance runs from a rescue image, and which. */
   rescuedFrom(uuid: string): string | null {
     return this.instances.get(uuid)?.rescue?.imageId ?? null;
+  }
+
+  /**
+   * Deterministic counters that grow with the time since the instance booted here: each vCPU busy 10%
+   * of the time, the root disk read 4 KiB and written 8 KiB per second, each NIC 1500 octets each way per second.
+   */
+  async diagnostics(uuid: string): Promise<InstanceDiagnostics> {
+    const instance = this.get(uuid);
+    let facts = this.facts.get(uuid);
+    if (!facts) {
+      facts = { bootedAt: Date.now(), vcpus: 1, memoryMb: instance.memoryMb, configDrive: false, ephemeral: false, swap: false, nics: [] };
+      this.facts.set(uuid, facts);
+    }
+    const ms = Math.max(0, Date.now() - facts.bootedAt);
+    const seconds = ms / 1000;
+    const disks = ['vda', ...(facts.ephemeral ? ['vdb'] : []), ...(facts.swap ? ['vdc'] : [])];
+    return {
+      state: POWER_STATE_NAMES[instance.powerState], driver: 'fake', hypervisor: 'fake', hypervisorOs: 'fake-os', uptime: Math.floor(seconds),
+      configDrive: facts.configDrive,
+      memoryDetails: { maximum: facts.memoryMb, used: Math.min(facts.memoryMb, Math.ceil(facts.memoryMb / 4)) },
+      cpuDetails: Array.from({ length: facts.vcpus }, (_, id) => ({ id, time: Math.round(ms * 1e5), utilisation: 10 })),
+      diskDetails: disks.map((name, i) => ({
+        name, readBytes: i === 0 ? 262144 + Math.round(seconds * 4096) : 0, readRequests: i === 0 ? 112 + Math.round(seconds) : 0,
+        writeBytes: i === 0 ? Math.round(seconds * 8192) : 0, writeRequests: i === 0 ? Math.round(seconds * 2) : 0, errorsCount: 0,
+      })),
+      nicDetails: facts.nics.map((nic) => {
+        const octets = Math.round(seconds * 1500);
+        const packets = Math.round(seconds);
+        return {
+          name: nic.name, macAddress: nic.macAddress, rxOctets: octets, rxErrors: 0, rxDrop: 0, rxPackets: packets, rxRate: null,
+          txOctets: octets, txErrors: 0, txDrop: 0, txPackets: packets, txRate: null,
+        };
+      }),
+    };
   }
 
   async triggerCrashDump(uuid: string): Promise<void> {
@@ -479,6 +539,8 @@ export class FakeDriver implements VirtDriver {
       // The source's disk content is on another agent: the copy here starts from the image's, marked as moved.
       disk: [...freshDisk(spec), `live migrated from ${sourceHost}`], vncPort: this.settings.vncPortBase + this.nextDisplay++,
     });
+    // The guest keeps running across a live migration, so its uptime does too.
+    this.facts.set(uuid, { ...diagnosticFacts(spec), bootedAt: this.facts.get(uuid)?.bootedAt ?? Date.now() });
     return powerState;
   }
 
