@@ -192,8 +192,22 @@ describe('QEMU driver through the Compute API', { skip, timeout: 600_000 }, () =
     await actAndWait({ unpause: null }, 'ACTIVE');
   });
 
-  it('deletes the server: QEMU ends and its directory goes', async () => {
+  it('notices a guest that powers itself off: the server becomes SHUTOFF without an API call', async () => {
     const pid = readFileSync(join(instanceDir(), 'qemu.pid'), 'utf8');
+    // The guest's ttyS0 is a busybox shell on the serial console socket.
+    await new Promise<void>((resolve, reject) => {
+      const socket = connect(join(instanceDir(), 'console.sock'), () => socket.end('\npoweroff -f\n', () => resolve()));
+      socket.once('error', reject);
+    });
+    const server = await cc.waitServer(serverId, (s) => s.status === 'SHUTOFF', undefined, 20_000);
+    assert.equal(server['OS-EXT-STS:power_state'], 4);
+    assert.ok(!isAlive(pid), 'QEMU exited');
+  });
+
+  it('deletes the server: QEMU ends and its directory goes', async () => {
+    await actAndWait({ 'os-start': null }, 'ACTIVE');
+    const pid = readFileSync(join(instanceDir(), 'qemu.pid'), 'utf8');
+    assert.ok(isAlive(pid), 'QEMU runs again');
     const res = await cc.delete(`/servers/${serverId}`);
     assert.equal(res.status, 204, res.text);
     await cc.waitServer(serverId, (s) => s.status === 'DELETED', undefined, 30_000);

@@ -85,6 +85,9 @@ export class QemuDriver implements VirtDriver {
   private readonly shutdownTimeoutSeconds: number;
   private readonly forceConfigDrive: boolean;
   private readonly logger: Logger;
+  private readonly conductor: ReturnType<typeof conductorClient>;
+  private reportTimer: NodeJS.Timeout | undefined;
+  private closed = false;
 
   constructor(private readonly options: QemuDriverOptions) {
     const { config } = options;
@@ -95,7 +98,8 @@ export class QemuDriver implements VirtDriver {
     if (join(this.instancesPath, '00000000-0000-0000-0000-000000000000', 'console.sock').length > MAX_SOCKET_PATH) {
       throw new BadRequest(`[compute] instances_path is too long for unix socket paths (at most ${MAX_SOCKET_PATH - 50} characters): ${this.instancesPath}`);
     }
-    this.images = new ImageCache(join(this.instancesPath, '_base'), conductorClient(options.bus, config.getInt('DEFAULT', 'rpc_response_timeout', 60) * 1000));
+    this.conductor = conductorClient(options.bus, config.getInt('DEFAULT', 'rpc_response_timeout', 60) * 1000);
+    this.images = new ImageCache(join(this.instancesPath, '_base'), this.conductor);
     this.launch = { emulator: options.qemu.emulator, accelerator: options.qemu.accelerator, vncListen: config.get('vnc', 'server_listen', '127.0.0.1') };
     this.shutdownTimeoutSeconds = config.getInt('DEFAULT', 'shutdown_timeout', 60);
     this.forceConfigDrive = config.getBool('DEFAULT', 'force_config_drive', false);
@@ -105,6 +109,7 @@ export class QemuDriver implements VirtDriver {
 
   /** Re-adopts the instances in instances_path: running QEMUs whose QMP answers, the others as they lie on disk. */
   async init(): Promise<void> {
+    this.closed = false;
     await mkdir(this.instancesPath, { recursive: true });
     for (const entry of await readdir(this.instancesPath, { withFileTypes: true })) {
       if (!entry.isDirectory() || entry.name.startsWith('_') || entry.name.startsWith('.')) continue;
@@ -128,12 +133,18 @@ export class QemuDriver implements VirtDriver {
         }
       }
     }
+    // What changed while no agent watched (a guest that powered off) reaches the conductor once the agent registered.
+    if (this.instances.size > 0) this.schedulePowerReport(3000);
   }
 
   async close(): Promise<void> {
+    this.closed = true;
+    if (this.reportTimer) clearTimeout(this.reportTimer);
+    this.reportTimer = undefined;
     for (const instance of this.instances.values()) {
-      instance.qmp?.close();
+      const client = instance.qmp;
       instance.qmp = null;
+      client?.close();
       await instance.metadataProxy?.close().catch(() => undefined);
       instance.metadataProxy = null;
     }
@@ -390,9 +401,27 @@ export class QemuDriver implements VirtDriver {
   }
 
   private forgetProcess(instance: QemuInstance): void {
-    instance.qmp?.close();
+    const client = instance.qmp;
     instance.qmp = null;
+    client?.close();
     instance.pid = null;
+  }
+
+  /** Sends every instance's power state to the conductor soon (several triggers in a row make one report). */
+  private schedulePowerReport(delayMs = 1000): void {
+    if (this.closed || this.reportTimer) return;
+    this.reportTimer = setTimeout(() => {
+      this.reportTimer = undefined;
+      void this.reportPowerStates().catch((err) => this.logger.warn('reporting power states failed', { error: (err as Error).message }));
+    }, delayMs);
+    this.reportTimer.unref();
+  }
+
+  private async reportPowerStates(): Promise<void> {
+    const states: Record<string, PowerStateValue> = {};
+    for (const instance of [...this.instances.values()]) states[instance.uuid] = await this.currentState(instance);
+    if (this.closed) return;
+    await this.conductor.syncPowerStates({ host: this.options.host, states });
   }
 
   private qmp(instance: QemuInstance): QmpClient {
@@ -406,9 +435,16 @@ export class QemuDriver implements VirtDriver {
     for (;;) {
       try {
         const client = await QmpClient.connect(instanceFiles(instance.dir).qmp, Math.max(500, deadline - Date.now()));
-        instance.qmp?.close();
+        const previous = instance.qmp;
         instance.qmp = client;
-        client.onClose(() => { if (instance.qmp === client) instance.qmp = null; });
+        previous?.close();
+        client.onClose(() => {
+          if (instance.qmp !== client) return; // replaced or closed by this driver
+          instance.qmp = null;
+          // QEMU went away by itself (the guest powered off, or the process died): tell the conductor now
+          // rather than at the next periodic sync. During an operation of ours, the operation reports.
+          if (!this.queues.has(instance.uuid)) this.schedulePowerReport();
+        });
         return client;
       } catch (err) {
         if (Date.now() > deadline) throw err;
