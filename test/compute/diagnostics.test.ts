@@ -66,6 +66,18 @@ describe('server diagnostics', () => {
     assertError(await cc.get('/servers/00000000-0000-0000-0000-000000000000/diagnostics', { microversion: '2.48' }), 404);
   });
 
+  it('501 when the host\'s driver has no diagnostics (Nova\'s NotImplementedError)', async () => {
+    // The agent asks its driver at each call: this one stands for a driver without the optional method.
+    const driver = cc.cloud.agents[0]!.driver as unknown as Record<string, unknown>;
+    driver.diagnostics = undefined;
+    try {
+      assertError(await cc.get(`/servers/${server.id}/diagnostics`, { microversion: '2.48' }), 501, 'The requested functionality is not supported.');
+    } finally {
+      delete driver.diagnostics;
+    }
+    assert.equal((await cc.get(`/servers/${server.id}/diagnostics`)).status, 200);
+  });
+
   it('409 while the guest does not run: building, paused, stopped, shelved (offloaded: no host)', async () => {
     const building = await cc.boot({ name: 'diag-building', imageRef: imageId });
     const early = await cc.get(`/servers/${building.id}/diagnostics`, { microversion: '2.48' });
