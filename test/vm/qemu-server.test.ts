@@ -127,6 +127,22 @@ describe('QEMU driver through the Compute API', { skip, timeout: 600_000 }, () =
     assert.match(banner, /^RFB 003\.00\d/);
   });
 
+  it('answers os-server-diagnostics from QMP', async () => {
+    const res = await cc.get(`/servers/${serverId}/diagnostics`, { microversion: '2.48' });
+    assert.equal(res.status, 200, res.text);
+    const d = res.body;
+    assert.equal(d.state, 'running');
+    assert.equal(d.driver, 'qemu');
+    assert.equal(d.hypervisor, 'qemu');
+    assert.equal(d.config_drive, true);
+    assert.equal(d.num_cpus, 1);
+    assert.ok(d.cpu_details[0].time > 0, JSON.stringify(d.cpu_details));
+    assert.equal(d.memory_details.maximum, 512);
+    assert.ok(d.num_disks >= 2, JSON.stringify(d.disk_details)); // root disk and config drive
+    assert.ok(d.disk_details[0].read_bytes > 0, JSON.stringify(d.disk_details));
+    assert.equal(d.num_nics, 1);
+  });
+
   it('refuses changePassword without a guest agent (409)', async () => {
     const res = await cc.act(serverId, { changePassword: { adminPass: 'n3w-Passw0rd' } });
     assertError(res, 409, /guest agent/);

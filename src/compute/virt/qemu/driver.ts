@@ -17,7 +17,8 @@ import type { Logger } from '../../../core/log.js';
 import { startMetadataProxy, type MetadataProxy } from '../../../metadata/proxy.js';
 import { writeConfigDrive } from '../../../metadata/config-drive.js';
 import { conductorClient, PowerState, type InstanceSpec, type PowerStateValue } from '../../rpc.js';
-import type { DiskSnapshot, DriverCapabilities, HostResources, LiveMigrationJob, PowerOperation, VirtDriver, VncConsole } from '../driver.js';
+import type { DiskSnapshot, DriverCapabilities, HostResources, InstanceDiagnostics, LiveMigrationJob, PowerOperation, VirtDriver, VncConsole } from '../driver.js';
+import { qemuDiagnostics } from './diagnostics.js';
 import { createBlankDisk, createEphemeralDisk, createRootDisk, createSwapDisk } from './disks.js';
 import type { QemuHost } from './host.js';
 import { ImageCache } from './images.js';
@@ -331,6 +332,14 @@ export class QemuDriver implements VirtDriver {
     const instance = this.get(uuid);
     if (instance.qmp && !instance.qmp.closed) await this.readVncPort(instance).catch(() => undefined);
     return { host: this.launch.vncListen, port: instance.record.vncPort, internalAccessPath: null };
+  }
+
+  async diagnostics(uuid: string): Promise<InstanceDiagnostics> {
+    const instance = this.get(uuid);
+    const pid = runningPid(instance.dir);
+    if (pid === null) throw new Conflict(`Instance ${uuid} is not running`);
+    const client = instance.qmp && !instance.qmp.closed ? instance.qmp : await this.connect(instance, 2000);
+    return qemuDiagnostics(client, pid, { configDrive: instance.record.disks.configDrive, memoryMb: instance.record.spec.flavor.memoryMb });
   }
 
   // ---- not yet on QEMU (capabilities say so, so the conductor does not ask) -------------
