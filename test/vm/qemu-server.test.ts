@@ -92,7 +92,12 @@ describe('QEMU driver through the Compute API', { skip, timeout: 600_000 }, () =
 
   it('boots the guest: ACTIVE, markers and heartbeats in the console output', async () => {
     const bootStart = Date.now();
-    const server = await cc.boot({ name: 'qemu-vm', imageRef: imageId, flavorRef: '1', config_drive: true, user_data: Buffer.from(userData).toString('base64') });
+    // A flavor with CPU limits (Nova's quota:* extra specs) that do not slow a 1-vCPU TCG guest down.
+    const flavor = await cc.post('/flavors', { flavor: { name: 'vm.limited', ram: 512, vcpus: 1, disk: 1, id: 'vm-limited' } });
+    assert.equal(flavor.status, 200, flavor.text);
+    const specs = await cc.post('/flavors/vm-limited/os-extra_specs', { extra_specs: { 'quota:cpu_shares': '1536', 'quota:cpu_period': '100000', 'quota:cpu_quota': '200000' } });
+    assert.equal(specs.status, 200, specs.text);
+    const server = await cc.boot({ name: 'qemu-vm', imageRef: imageId, flavorRef: 'vm-limited', config_drive: true, user_data: Buffer.from(userData).toString('base64') });
     serverId = server.id;
     const active = await cc.waitServer(serverId, (s) => s.status !== 'BUILD', undefined, BOOT_MS);
     assert.equal(active.status, 'ACTIVE', JSON.stringify(active.fault));
@@ -107,6 +112,14 @@ describe('QEMU driver through the Compute API', { skip, timeout: 600_000 }, () =
     assert.match(log, new RegExp(`^NUBO-USER-DATA-BYTES ${Buffer.byteLength(userData)}\\r?$`, 'm'));
     for (const file of ['disk', 'disk.config', 'console.log', 'qmp.sock', 'metadata.sock', 'qemu.pid', 'instance.json']) {
       assert.ok(existsSync(join(instanceDir(), file)), `${file} in the instance directory`);
+    }
+    // QEMU runs in its own cpu cgroup with the flavor's limits.
+    const pid = readFileSync(join(instanceDir(), 'qemu.pid'), 'utf8').trim();
+    if (existsSync('/sys/fs/cgroup/cpu/cgroup.procs')) {
+      assert.match(readFileSync(`/proc/${pid}/cgroup`, 'utf8'), new RegExp(`:cpu:/nubo/${serverId}$`, 'm'));
+      const cg = `/sys/fs/cgroup/cpu/nubo/${serverId}`;
+      assert.equal(readFileSync(`${cg}/cpu.shares`, 'utf8').trim(), '1536');
+      assert.equal(readFileSync(`${cg}/cpu.cfs_quota_us`, 'utf8').trim(), '200000');
     }
     const tail = await consoleText(3);
     assert.equal(tail.trimEnd().split('\n').length, 3, JSON.stringify(tail));
@@ -230,6 +243,7 @@ describe('QEMU driver through the Compute API', { skip, timeout: 600_000 }, () =
     for (let i = 0; i < 50 && (isAlive(pid) || existsSync(instanceDir())); i++) await sleep(100);
     assert.ok(!isAlive(pid), 'QEMU ended');
     assert.ok(!existsSync(instanceDir()), 'instance directory removed');
+    assert.ok(!existsSync(`/sys/fs/cgroup/cpu/nubo/${serverId}`), 'cgroup removed');
     // The cached image stays for the next server.
     assert.ok(existsSync(join(cc.dataDir, 'instances', '_base', `${imageId}.qcow2`)));
     console.log(`# whole run ${elapsed()}`);

@@ -6,6 +6,7 @@
 //   [DEFAULT] shutdown_timeout (60 s)                        how long a guest may take to power off when asked
 //   [DEFAULT] force_config_drive (false)                     every instance gets a config drive
 //   [qemu] accelerator / emulator / kvm_probe_timeout        see host.ts
+//   [qemu] cgroups / memory_cgroup / memory_overhead_mb      per-instance limits, see cgroups.ts
 import { cpus, totalmem } from 'node:os';
 import { mkdir, open, readdir, readFile, rename, rm, statfs, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
@@ -18,6 +19,7 @@ import { startMetadataProxy, type MetadataProxy } from '../../../metadata/proxy.
 import { writeConfigDrive } from '../../../metadata/config-drive.js';
 import { conductorClient, PowerState, type InstanceSpec, type PowerStateValue } from '../../rpc.js';
 import type { DiskSnapshot, DriverCapabilities, HostResources, InstanceDiagnostics, LiveMigrationJob, PowerOperation, VirtDriver, VncConsole } from '../driver.js';
+import { cgroupSettings, InstanceCgroups } from './cgroups.js';
 import { qemuDiagnostics } from './diagnostics.js';
 import { createBlankDisk, createEphemeralDisk, createRootDisk, createSwapDisk } from './disks.js';
 import type { QemuHost } from './host.js';
@@ -87,6 +89,8 @@ export class QemuDriver implements VirtDriver {
   private readonly forceConfigDrive: boolean;
   private readonly logger: Logger;
   private readonly conductor: ReturnType<typeof conductorClient>;
+  /** Per-instance CPU (and optionally memory) limits. */
+  readonly cgroups: InstanceCgroups;
   private reportTimer: NodeJS.Timeout | undefined;
   private closed = false;
 
@@ -104,6 +108,7 @@ export class QemuDriver implements VirtDriver {
     this.launch = { emulator: options.qemu.emulator, accelerator: options.qemu.accelerator, vncListen: config.get('vnc', 'server_listen', '127.0.0.1') };
     this.shutdownTimeoutSeconds = config.getInt('DEFAULT', 'shutdown_timeout', 60);
     this.forceConfigDrive = config.getBool('DEFAULT', 'force_config_drive', false);
+    this.cgroups = new InstanceCgroups(cgroupSettings(config));
   }
 
   // ---- lifecycle of the driver -------------------------------------------------------
@@ -475,7 +480,8 @@ export class QemuDriver implements VirtDriver {
   private async start(instance: QemuInstance, incoming?: string): Promise<void> {
     const f = instanceFiles(instance.dir);
     await rm(f.pid, { force: true });
-    instance.pid = await launchQemu(this.launch.emulator, qemuArgs(instance.dir, instance.record, this.launch, incoming));
+    const cgroupProcs = await this.cgroups.prepare(instance.record.spec);
+    instance.pid = await launchQemu(this.launch.emulator, qemuArgs(instance.dir, instance.record, this.launch, incoming), cgroupProcs);
     await this.connect(instance, 10_000);
     await this.readVncPort(instance);
   }
@@ -582,6 +588,7 @@ export class QemuDriver implements VirtDriver {
     await instance.metadataProxy?.close().catch(() => undefined);
     instance.metadataProxy = null;
     await rm(instance.dir, { recursive: true, force: true }).catch((err) => this.logger.warn('removing the instance directory failed', { uuid: instance.uuid, error: (err as Error).message }));
+    await this.cgroups.remove(instance.uuid);
   }
 }
 

@@ -90,9 +90,12 @@ export function qemuArgs(dir: string, record: InstanceRecord, settings: LaunchSe
 }
 
 /** Starts QEMU detached; resolves with its pid once it runs (QEMU's parent exits when the guest is set up). */
-export function launchQemu(emulator: string, args: string[]): Promise<number> {
+export function launchQemu(emulator: string, args: string[], cgroupProcs: string[] = []): Promise<number> {
+  // QEMU joins the instance's cgroups before it execs, so its memory is charged there from the start.
+  const [program, argv] = cgroupProcs.length === 0 ? [emulator, args]
+    : ['/bin/sh', ['-c', 'for f in $NUBO_CGROUP_PROCS; do echo $$ > "$f" || { echo "cannot join the cgroup $f" >&2; exit 97; }; done; exec "$@"', 'sh', emulator, ...args]];
   return new Promise((resolve, reject) => {
-    execFile(emulator, args, { timeout: 60_000, env: { ...process.env, LC_ALL: 'C' } }, (err, _stdout, stderr) => {
+    execFile(program, argv, { timeout: 60_000, env: { ...process.env, LC_ALL: 'C', NUBO_CGROUP_PROCS: cgroupProcs.join(' ') } }, (err, _stdout, stderr) => {
       if (err) {
         const code = (err as NodeJS.ErrnoException).code;
         const detail = code === 'ENOENT' ? `${emulator} is not installed on this host` : (String(stderr).trim().split('\n').filter(Boolean).pop() || err.message);
