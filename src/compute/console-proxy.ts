@@ -298,8 +298,16 @@ const rfb = new RFB(document.getElementById('screen'), url.href, {
   wsProtocols: ['binary'],
 });
 rfb.scaleViewport = query.get('scale') !== 'false';
-rfb.addEventListener('connect', () => status('Connected' + (rfb.desktopName ? ' to ' + rfb.desktopName : '')));
-rfb.addEventListener('desktopname', (e) => { document.title = e.detail.name + ' - Nubo console'; status('Connected to ' + e.detail.name); });
+// The server names its desktop during the handshake, before 'connect'.
+let desktop = '';
+let connected = false;
+const showConnected = () => status('Connected' + (desktop ? ' to ' + desktop : ''));
+rfb.addEventListener('desktopname', (e) => {
+  desktop = e.detail.name;
+  document.title = desktop + ' - Nubo console';
+  if (connected) showConnected();
+});
+rfb.addEventListener('connect', () => { connected = true; showConnected(); });
 rfb.addEventListener('disconnect', (e) => status(e.detail.clean ? 'Disconnected' : 'Something went wrong, the connection is closed'));
 rfb.addEventListener('credentialsrequired', () => {
   const password = window.prompt('Password required:');
