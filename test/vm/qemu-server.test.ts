@@ -77,6 +77,9 @@ describe('QEMU driver through the Compute API', { skip, timeout: 600_000 }, () =
   });
 
   after(async () => {
+    // QEMUs outlive the agent: end whatever a failed test left running before the cloud and its directory go.
+    const driver = cc?.cloud.agents[0]?.driver;
+    for (const uuid of (await driver?.listInstances()) ?? []) await driver!.destroy(uuid);
     await cc?.close();
   });
 

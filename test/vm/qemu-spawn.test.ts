@@ -41,6 +41,9 @@ describe('QEMU driver: failed spawns and vanished QEMUs', { skip, timeout: 180_0
   });
 
   after(async () => {
+    // QEMUs outlive the agent: end whatever a failed test left running before the cloud and its directory go.
+    const driver = cc?.cloud.agents[0]?.driver;
+    for (const uuid of (await driver?.listInstances()) ?? []) await driver!.destroy(uuid);
     await cc?.close();
   });
 
