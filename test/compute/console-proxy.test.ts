@@ -7,76 +7,14 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import WebSocket from 'ws';
 import { sleep, startComputeCloud, type ComputeCloud } from './harness.js';
+import { closed, nextMessage, openConsole, qemuMissing, refusedWith, startVncServer, stopVncServer, type Opened } from '../support/vnc.js';
 
-const QEMU = 'qemu-system-x86_64';
 const chromium = ['chromium', 'chromium-browser'].find((name) => spawnSync(name, ['--version']).status === 0);
-const qemuMissing = spawnSync(QEMU, ['--version']).status !== 0 ? `${QEMU} is not installed` : false;
-
-/** Whether nothing listens on 127.0.0.1:port now. */
-const portFree = (port: number) => new Promise<boolean>((resolve) => {
-  const server = createServer();
-  server.once('error', () => resolve(false));
-  server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-});
-
-const accepts = (port: number) => new Promise<boolean>((resolve) => {
-  const socket = connect({ host: '127.0.0.1', port });
-  socket.once('connect', () => { socket.destroy(); resolve(true); });
-  socket.once('error', () => resolve(false));
-});
-
-/** QEMU with no devices, stopped before the first instruction, serving VNC on a free display (two free ports: ours and the next). */
-async function startVncServer(): Promise<{ child: ChildProcess; port: number }> {
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const display = 40 + Math.floor(Math.random() * 50);
-    const port = 5900 + display;
-    if (!(await portFree(port)) || !(await portFree(port + 1))) continue;
-    const child = spawn(QEMU, ['-accel', 'tcg', '-nodefaults', '-S', '-display', 'none', '-vnc', `127.0.0.1:${display}`], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let exited = false;
-    child.once('exit', () => { exited = true; });
-    for (let i = 0; i < 100 && !exited; i++) {
-      if (await accepts(port)) return { child, port };
-      await sleep(100);
-    }
-    child.kill('SIGKILL');
-  }
-  throw new Error('could not start QEMU on a free VNC display');
-}
-
-interface Opened { ws: WebSocket; first: Buffer; protocol: string }
-
-/** Opens a websocket and waits for its first message; rejects with the HTTP status when the upgrade is refused. */
-function openConsole(url: string, options: { protocols?: string[]; origin?: string } = {}): Promise<Opened> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, options.protocols ?? ['binary'], { headers: options.origin ? { Origin: options.origin } : {} });
-    ws.once('unexpected-response', (_req, res) => {
-      let body = '';
-      res.on('data', (c: Buffer) => { body += c.toString(); });
-      res.on('end', () => reject(Object.assign(new Error(`HTTP ${res.statusCode}: ${body}`), { status: res.statusCode, body })));
-    });
-    ws.once('error', reject);
-    ws.once('message', (data: Buffer) => resolve({ ws, first: Buffer.from(data), protocol: ws.protocol }));
-  });
-}
-
-const nextMessage = (ws: WebSocket) => new Promise<Buffer>((resolve) => ws.once('message', (data: Buffer) => resolve(Buffer.from(data))));
-const closed = (ws: WebSocket) => new Promise<void>((resolve) => (ws.readyState === ws.CLOSED ? resolve() : ws.once('close', () => resolve())));
-
-async function refusedWith(promise: Promise<Opened>): Promise<{ status: number; body: string }> {
-  try {
-    const opened = await promise;
-    opened.ws.close();
-  } catch (err) {
-    return err as { status: number; body: string };
-  }
-  assert.fail('the websocket was opened');
-}
 
 describe('VNC console proxy and noVNC page', { skip: qemuMissing }, () => {
   let cc: ComputeCloud;
@@ -104,10 +42,7 @@ describe('VNC console proxy and noVNC page', { skip: qemuMissing }, () => {
   });
   after(async () => {
     await cc?.close();
-    if (vnc?.child.pid && vnc.child.exitCode === null && vnc.child.signalCode === null) {
-      process.kill(vnc.child.pid, 'SIGTERM');
-      await new Promise((resolve) => (vnc.child.exitCode !== null || vnc.child.signalCode !== null ? resolve(null) : vnc.child.once('exit', resolve)));
-    }
+    await stopVncServer(vnc);
   });
 
   it('answers a URL to the noVNC page this cloud serves, with the token in noVNC\'s path parameter', () => {
@@ -271,7 +206,16 @@ describe('VNC console proxy and noVNC page', { skip: qemuMissing }, () => {
     } finally {
       child.kill('SIGTERM');
       await new Promise((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve(null) : child.once('exit', resolve)));
-      rmSync(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
+      // Chromium's helper processes may still write to the profile for a moment after the browser exits.
+      for (let attempt = 0; ; attempt++) {
+        try {
+          rmSync(profile, { recursive: true, force: true });
+          break;
+        } catch (err) {
+          if (attempt >= 20) throw err;
+          await sleep(250);
+        }
+      }
     }
   });
 
