@@ -4,17 +4,13 @@
 // websocket proxy at the page's websockify path (and Nova's root path) hands out the RFB
 // handshake, refusing bad, expired, stale and cross-origin requests before the upgrade.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import WebSocket from 'ws';
 import { sleep, startComputeCloud, type ComputeCloud } from './harness.js';
-import { closed, nextMessage, openConsole, qemuMissing, refusedWith, startVncServer, stopVncServer, type Opened } from '../support/vnc.js';
+import { chromium, closed, nextMessage, openConsole, openInChromium, qemuMissing, refusedWith, startVncServer, stopVncServer, type Opened } from '../support/vnc.js';
 
-const chromium = ['chromium', 'chromium-browser'].find((name) => spawnSync(name, ['--version']).status === 0);
 
 describe('VNC console proxy and noVNC page', { skip: qemuMissing }, () => {
   let cc: ComputeCloud;
@@ -158,65 +154,10 @@ describe('VNC console proxy and noVNC page', { skip: qemuMissing }, () => {
 
   it('a real browser (headless chromium) opens the console URL and noVNC connects to the VNC server', { skip: chromium ? false : 'chromium is not installed' }, async () => {
     const url = await newConsoleUrl(server.id);
-    const profile = mkdtempSync(join(tmpdir(), 'nubo-console-chromium-'));
-    const child = spawn(chromium!, ['--headless=new', '--no-sandbox', '--disable-gpu', '--no-first-run', `--user-data-dir=${profile}`, '--remote-debugging-port=0', url], { stdio: ['ignore', 'ignore', 'pipe'] });
-    try {
-      // Read the page's status line over the DevTools protocol until noVNC has reached QEMU (its desktop is "QEMU").
-      const devtools = await new Promise<string>((resolve, reject) => {
-        let log = '';
-        child.stderr!.on('data', (chunk: Buffer) => {
-          log += chunk.toString();
-          const m = /DevTools listening on (ws:\/\/[^\s]+)/.exec(log);
-          if (m) resolve(m[1]!);
-        });
-        child.once('exit', () => reject(new Error(`chromium exited: ${log.slice(-1000)}`)));
-      });
-      const base = new URL(devtools);
-      let pageSocket: string | undefined;
-      for (let i = 0; i < 100 && !pageSocket; i++) {
-        const targets = await (await fetch(`http://${base.host}/json/list`)).json() as { type: string; url: string; webSocketDebuggerUrl: string }[];
-        pageSocket = targets.find((t) => t.type === 'page' && t.url.includes('/vnc/vnc_lite.html'))?.webSocketDebuggerUrl;
-        if (!pageSocket) await sleep(100);
-      }
-      assert.ok(pageSocket, 'chromium shows the console page');
-      const cdp = new WebSocket(pageSocket);
-      await new Promise((resolve, reject) => { cdp.once('open', resolve); cdp.once('error', reject); });
-      let id = 0;
-      const evaluate = (expression: string) => new Promise<any>((resolve) => {
-        const callId = ++id;
-        const onMessage = (data: Buffer) => {
-          const message = JSON.parse(data.toString());
-          if (message.id !== callId) return;
-          cdp.off('message', onMessage);
-          resolve(message.result?.result?.value);
-        };
-        cdp.on('message', onMessage);
-        cdp.send(JSON.stringify({ id: callId, method: 'Runtime.evaluate', params: { expression, returnByValue: true } }));
-      });
-      let status = '';
-      for (let i = 0; i < 200 && status !== 'Connected to QEMU'; i++) {
-        status = await evaluate("document.getElementById('status').textContent");
-        if (status !== 'Connected to QEMU') await sleep(100);
-      }
-      assert.equal(status, 'Connected to QEMU');
-      // The framebuffer is drawn: noVNC's canvas has QEMU's size.
-      const size = await evaluate("(() => { const c = document.querySelector('#screen canvas'); return c ? c.width + 'x' + c.height : ''; })()");
-      assert.match(size, /^[1-9]\d*x[1-9]\d*$/);
-      cdp.close();
-    } finally {
-      child.kill('SIGTERM');
-      await new Promise((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve(null) : child.once('exit', resolve)));
-      // Chromium's helper processes may still write to the profile for a moment after the browser exits.
-      for (let attempt = 0; ; attempt++) {
-        try {
-          rmSync(profile, { recursive: true, force: true });
-          break;
-        } catch (err) {
-          if (attempt >= 20) throw err;
-          await sleep(250);
-        }
-      }
-    }
+    const { status, canvas } = await openInChromium(chromium!, url, (text) => text === 'Connected to QEMU');
+    assert.equal(status, 'Connected to QEMU');
+    // The framebuffer is drawn: noVNC's canvas has QEMU's size.
+    assert.match(canvas, /^[1-9]\d*x[1-9]\d*$/);
   });
 
   it('ends the browser\'s websocket when the VNC server goes away', async () => {

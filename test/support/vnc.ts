@@ -2,7 +2,10 @@
 // instruction) and a websocket client that reads the first frame or the refusal.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import WebSocket from 'ws';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -78,4 +81,75 @@ export async function stopVncServer(vnc: { child: ChildProcess } | undefined): P
   const exited = new Promise((resolve) => child.once('exit', resolve));
   process.kill(child.pid, 'SIGTERM');
   await exited;
+}
+
+/** The chromium binary when one is installed (browser tests are skipped without it). */
+export const chromium = ['chromium', 'chromium-browser'].find((name) => spawnSync(name, ['--version'], { stdio: 'ignore' }).status === 0);
+
+/**
+ * Opens `url` in headless chromium and reads Nubo's console page over the DevTools protocol until its status line
+ * satisfies `done` (or 20 s pass); returns that line and noVNC's canvas size ("WxH", '' when none).
+ */
+export async function openInChromium(browser: string, url: string, done: (status: string) => boolean): Promise<{ status: string; canvas: string }> {
+  const profile = mkdtempSync(join(tmpdir(), 'nubo-console-chromium-'));
+  const child = spawn(browser, ['--headless=new', '--no-sandbox', '--disable-gpu', '--no-first-run', `--user-data-dir=${profile}`, '--remote-debugging-port=0', url], { stdio: ['ignore', 'ignore', 'pipe'] });
+  try {
+    const devtools = await new Promise<string>((resolve, reject) => {
+      let log = '';
+      child.stderr!.on('data', (chunk: Buffer) => {
+        log += chunk.toString();
+        const m = /DevTools listening on (ws:\/\/\S+)/.exec(log);
+        if (m) resolve(m[1]!);
+      });
+      child.once('exit', () => reject(new Error(`chromium exited: ${log.slice(-1000)}`)));
+    });
+    const base = new URL(devtools);
+    let pageSocket: string | undefined;
+    for (let i = 0; i < 100 && !pageSocket; i++) {
+      const targets = await (await fetch(`http://${base.host}/json/list`)).json() as { type: string; url: string; webSocketDebuggerUrl: string }[];
+      pageSocket = targets.find((t) => t.type === 'page' && t.url.includes('/vnc/vnc_lite.html'))?.webSocketDebuggerUrl;
+      if (!pageSocket) await sleep(100);
+    }
+    if (!pageSocket) throw new Error('chromium does not show the console page');
+    const cdp = new WebSocket(pageSocket);
+    await new Promise((resolve, reject) => { cdp.once('open', resolve); cdp.once('error', reject); });
+    let id = 0;
+    const evaluate = (expression: string) => new Promise<any>((resolve) => {
+      const callId = ++id;
+      const onMessage = (data: Buffer) => {
+        const message = JSON.parse(data.toString());
+        if (message.id !== callId) return;
+        cdp.off('message', onMessage);
+        resolve(message.result?.result?.value);
+      };
+      cdp.on('message', onMessage);
+      cdp.send(JSON.stringify({ id: callId, method: 'Runtime.evaluate', params: { expression, returnByValue: true } }));
+    });
+    let status = '';
+    for (let i = 0; i < 200; i++) {
+      // Before the page has loaded there is no status line yet.
+      status = (await evaluate("document.getElementById('status')?.textContent ?? ''")) ?? '';
+      if (done(status)) break;
+      await sleep(100);
+    }
+    const canvas = await evaluate("(() => { const c = document.querySelector('#screen canvas'); return c ? c.width + 'x' + c.height : ''; })()");
+    cdp.close();
+    return { status, canvas: canvas ?? '' };
+  } finally {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+    }
+    // Chromium's helper processes may still write to the profile for a moment after the browser exits.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        rmSync(profile, { recursive: true, force: true });
+        break;
+      } catch (err) {
+        if (attempt >= 20) throw err;
+        await sleep(250);
+      }
+    }
+  }
 }
