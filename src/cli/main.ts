@@ -28,6 +28,7 @@ const USAGE = `usage: nubo <command> [options]
               --host NAME ([DEFAULT] host, else the machine name)  --driver fake|qemu ([compute] driver)  --config FILE  --data-dir DIR
   bench identity   measure token issue and validation     (see docs/BENCHMARKS.md)
   bench image      1 GiB image upload and download over HTTP beside cp
+  bench vm         QEMU guests: create→ready beside the same QEMU by hand, live-migration downtime
 `;
 
 const commonOptions = {

@@ -71,6 +71,9 @@ export interface LiveMigrationJob {
   diskRemaining: number;
   /** Why it failed, when it did. */
   error?: string;
+  /** When the hypervisor reports them (QEMU's query-migrate total-time and downtime), for `nubo bench vm`. */
+  totalTimeMs?: number;
+  downtimeMs?: number;
 }
 
 /**
