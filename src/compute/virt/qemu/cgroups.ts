@@ -105,9 +105,19 @@ export class InstanceCgroups {
     return procs;
   }
 
-  /** Removes the instance's cgroups (once QEMU is gone; a busy one is left). */
+  /** Removes the instance's cgroups once QEMU is gone (an exiting process stays a member for a moment: retry up to 3 s). */
   async remove(uuid: string): Promise<void> {
-    for (const dir of Object.values(this.dirs(uuid))) await rmdir(dir).catch(() => undefined);
+    for (const dir of Object.values(this.dirs(uuid))) {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await rmdir(dir);
+          break;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EBUSY' || attempt >= 30) break;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
+    }
   }
 
   /** Where the instance's cpu cgroup is (tests, diagnostics), or null without cgroups. */

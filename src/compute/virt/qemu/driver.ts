@@ -3,6 +3,7 @@
 // files); QEMU runs detached, so instances outlive the agent, and init() re-adopts them.
 //   [compute] instances_path (<data dir or cwd>/instances)   instance directories; _base/ is the image cache
 //   [vnc] server_listen (127.0.0.1)                          where instances' VNC servers listen
+//   [vnc] server_proxyclient_address (server_listen)         the address the console proxy connects to
 //   [DEFAULT] shutdown_timeout (60 s)                        how long a guest may take to power off when asked
 //   [DEFAULT] force_config_drive (false)                     every instance gets a config drive
 //   [qemu] accelerator / emulator / kvm_probe_timeout        see host.ts
@@ -92,6 +93,7 @@ export class QemuDriver implements VirtDriver {
   /** Per-instance CPU (and optionally memory) limits. */
   readonly cgroups: InstanceCgroups;
   private reportTimer: NodeJS.Timeout | undefined;
+  private readonly vncProxyClientAddress: string;
   private closed = false;
 
   constructor(private readonly options: QemuDriverOptions) {
@@ -109,6 +111,9 @@ export class QemuDriver implements VirtDriver {
     this.shutdownTimeoutSeconds = config.getInt('DEFAULT', 'shutdown_timeout', 60);
     this.forceConfigDrive = config.getBool('DEFAULT', 'force_config_drive', false);
     this.cgroups = new InstanceCgroups(cgroupSettings(config));
+    // Nova's [vnc] server_proxyclient_address: where the console proxy connects (a wildcard listen is reached on loopback).
+    const listen = this.launch.vncListen;
+    this.vncProxyClientAddress = config.get('vnc', 'server_proxyclient_address', listen === '0.0.0.0' ? '127.0.0.1' : listen === '::' ? '::1' : listen);
   }
 
   // ---- lifecycle of the driver -------------------------------------------------------
@@ -240,7 +245,7 @@ export class QemuDriver implements VirtDriver {
   async changePower(uuid: string, operation: PowerOperation, options: { timeoutSeconds?: number } = {}): Promise<PowerStateValue> {
     return this.serialized(uuid, async () => {
       const instance = this.get(uuid);
-      const state = await this.currentState(instance);
+      const state = await this.currentState(instance, true);
       const timeoutSeconds = options.timeoutSeconds ?? this.shutdownTimeoutSeconds;
       const refuse = () => { throw new Conflict(`Cannot ${operation} instance ${uuid} in power state ${state}`); };
       switch (operation) {
@@ -296,7 +301,7 @@ export class QemuDriver implements VirtDriver {
         default:
           throw new BadRequest(`unknown power operation ${operation as string}`);
       }
-      return this.currentState(instance);
+      return this.currentState(instance, true);
     });
   }
 
@@ -328,15 +333,17 @@ export class QemuDriver implements VirtDriver {
   }
 
   async triggerCrashDump(uuid: string): Promise<void> {
-    const instance = this.get(uuid);
-    if ((await this.currentState(instance)) !== PowerState.RUNNING) throw new Conflict(`Instance ${uuid} is not running.`);
-    await this.qmp(instance).execute('inject-nmi');
+    return this.serialized(uuid, async () => {
+      const instance = this.get(uuid);
+      if ((await this.currentState(instance, true)) !== PowerState.RUNNING) throw new Conflict(`Instance ${uuid} is not running.`);
+      await this.qmp(instance).execute('inject-nmi');
+    });
   }
 
   async getVncConsole(uuid: string): Promise<VncConsole> {
     const instance = this.get(uuid);
     if (instance.qmp && !instance.qmp.closed) await this.readVncPort(instance).catch(() => undefined);
-    return { host: this.launch.vncListen, port: instance.record.vncPort, internalAccessPath: null };
+    return { host: this.vncProxyClientAddress, port: instance.record.vncPort, internalAccessPath: null };
   }
 
   async diagnostics(uuid: string): Promise<InstanceDiagnostics> {
@@ -393,8 +400,12 @@ export class QemuDriver implements VirtDriver {
     await rename(`${path}.tmp`, path);
   }
 
-  /** The power state from QEMU itself (query-status), else from what lies on disk. */
-  private async currentState(instance: QemuInstance): Promise<PowerStateValue> {
+  /**
+   * The power state from QEMU itself (query-status), else from what lies on disk. Outside the instance's
+   * operations only; while one runs (QEMU may be between two launches) others get observedState.
+   */
+  private async currentState(instance: QemuInstance, fromOperation = false): Promise<PowerStateValue> {
+    if (!fromOperation && this.queues.has(instance.uuid)) return this.observedState(instance);
     if (instance.pid !== null && runningPid(instance.dir) === null) this.forgetProcess(instance);
     if (instance.pid === null) {
       instance.pid = runningPid(instance.dir);
@@ -410,6 +421,18 @@ export class QemuDriver implements VirtDriver {
         return existsSync(instanceFiles(instance.dir).state) ? PowerState.SUSPENDED : PowerState.SHUTDOWN;
       }
       this.logger.warn('QEMU runs but QMP does not answer', { uuid: instance.uuid, error: (err as Error).message });
+      return PowerState.NOSTATE;
+    }
+  }
+
+  /** The power state as it looks now, touching nothing (no reconnect, no forgetting): NOSTATE while in between. */
+  private async observedState(instance: QemuInstance): Promise<PowerStateValue> {
+    if (runningPid(instance.dir) === null) return existsSync(instanceFiles(instance.dir).state) ? PowerState.SUSPENDED : PowerState.SHUTDOWN;
+    const client = instance.qmp;
+    if (!client || client.closed) return PowerState.NOSTATE;
+    try {
+      return powerStateOfStatus((await client.execute<{ status: string }>('query-status', undefined, 5000)).status);
+    } catch {
       return PowerState.NOSTATE;
     }
   }
