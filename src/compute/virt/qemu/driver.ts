@@ -27,13 +27,14 @@ import type { QemuHost } from './host.js';
 import { ImageCache } from './images.js';
 import { instanceFiles, launchQemu, qemuArgs, randomMac, runningPid, type InstanceRecord, type LaunchSettings } from './process.js';
 import { QmpClient } from './qmp.js';
+import { LiveMigrations } from './migration.js';
 
 export const QEMU_HYPERVISOR_TYPE = 'QEMU';
 
-/** What works on QEMU today; moves (snapshot, rescue, resize, live migration, evacuate) come later. */
+/** What works on QEMU today (live migration: migration.ts); snapshot, rescue, resize and evacuate come later. */
 export const QEMU_CAPABILITIES: DriverCapabilities = {
   supportsPause: true, supportsSuspend: true, supportsSnapshot: false, supportsRescue: false, supportsResize: false,
-  supportsLiveMigration: false, supportsEvacuate: false, supportsConsoleLog: true, supportsVncConsole: true,
+  supportsLiveMigration: true, supportsEvacuate: false, supportsConsoleLog: true, supportsVncConsole: true,
 };
 
 /** Image formats instances can boot from (the cache converts the others to qcow2). */
@@ -53,7 +54,7 @@ export interface QemuDriverOptions {
   qemu: QemuHost;
 }
 
-interface QemuInstance {
+export interface QemuInstance {
   uuid: string;
   dir: string;
   record: InstanceRecord;
@@ -81,11 +82,11 @@ export class QemuDriver implements VirtDriver {
   readonly name = 'qemu';
   readonly capabilities: DriverCapabilities = QEMU_CAPABILITIES;
   readonly instancesPath: string;
-  private readonly images: ImageCache;
-  private readonly instances = new Map<string, QemuInstance>();
+  /** @internal (migration.ts) */ readonly images: ImageCache;
+  /** @internal (migration.ts) */ readonly instances = new Map<string, QemuInstance>();
   /** One operation at a time per instance (spawn, destroy, power changes). */
   private readonly queues = new Map<string, Promise<unknown>>();
-  private readonly launch: LaunchSettings;
+  /** @internal (migration.ts) */ readonly launch: LaunchSettings;
   private readonly shutdownTimeoutSeconds: number;
   private readonly forceConfigDrive: boolean;
   private readonly logger: Logger;
@@ -95,8 +96,10 @@ export class QemuDriver implements VirtDriver {
   private reportTimer: NodeJS.Timeout | undefined;
   private readonly vncProxyClientAddress: string;
   private closed = false;
+  /** Live migrations in and out of this host (migration.ts). */
+  private readonly migrations = new LiveMigrations(this);
 
-  constructor(private readonly options: QemuDriverOptions) {
+  constructor(readonly options: QemuDriverOptions) {
     const { config } = options;
     this.logger = options.logger;
     this.instancesPath = resolve(config.get('compute', 'instances_path', join(options.dataDir ?? process.cwd(), 'instances')));
@@ -122,6 +125,7 @@ export class QemuDriver implements VirtDriver {
   async init(): Promise<void> {
     this.closed = false;
     await mkdir(this.instancesPath, { recursive: true });
+    await this.migrations.serve();
     for (const entry of await readdir(this.instancesPath, { withFileTypes: true })) {
       if (!entry.isDirectory() || entry.name.startsWith('_') || entry.name.startsWith('.')) continue;
       const dir = join(this.instancesPath, entry.name);
@@ -152,6 +156,7 @@ export class QemuDriver implements VirtDriver {
     this.closed = true;
     if (this.reportTimer) clearTimeout(this.reportTimer);
     this.reportTimer = undefined;
+    await this.migrations.close();
     for (const instance of this.instances.values()) {
       const client = instance.qmp;
       instance.qmp = null;
@@ -364,13 +369,15 @@ export class QemuDriver implements VirtDriver {
   async rescue(): Promise<PowerStateValue> { return this.notYet('rescue instances'); }
   async unrescue(): Promise<PowerStateValue> { return this.notYet('unrescue instances'); }
   async rebuild(): Promise<PowerStateValue> { return this.notYet('rebuild instances'); }
-  async prepareIncomingMigration(): Promise<void> { return this.notYet('live-migrate'); }
-  async liveMigrate(): Promise<void> { return this.notYet('live-migrate'); }
-  async liveMigrationJob(): Promise<LiveMigrationJob | null> { return null; }
-  async abortLiveMigration(): Promise<void> { return this.notYet('live-migrate'); }
-  async forceCompleteLiveMigration(): Promise<void> { return this.notYet('live-migrate'); }
-  async finishIncomingMigration(uuid: string): Promise<PowerStateValue> { throw new NotFound(`Instance ${uuid} was not prepared for a live migration to this host`); }
-  async rollbackIncomingMigration(): Promise<void> { /* nothing is ever prepared */ }
+  // ---- live migration (migration.ts) ----
+
+  async prepareIncomingMigration(instance: InstanceSpec, sourceHost: string): Promise<void> { return this.migrations.prepare(instance, sourceHost); }
+  async liveMigrate(uuid: string, destHost: string, options: { blockMigration: boolean; migrationUuid: string }): Promise<void> { return this.migrations.start(uuid, destHost, options); }
+  async liveMigrationJob(uuid: string): Promise<LiveMigrationJob | null> { return this.migrations.job(uuid); }
+  async abortLiveMigration(uuid: string): Promise<void> { return this.migrations.abort(uuid); }
+  async forceCompleteLiveMigration(uuid: string): Promise<void> { return this.migrations.forceComplete(uuid); }
+  async finishIncomingMigration(uuid: string, powerState: PowerStateValue): Promise<PowerStateValue> { return this.migrations.finish(uuid, powerState); }
+  async rollbackIncomingMigration(uuid: string): Promise<void> { return this.migrations.rollback(uuid); }
   async migrateDiskAndPowerOff(): Promise<void> { return this.notYet('resize or migrate instances'); }
   async finishMigration(): Promise<PowerStateValue> { return this.notYet('resize or migrate instances'); }
   async confirmMigration(): Promise<void> { /* no source copies are ever held */ }
@@ -379,13 +386,13 @@ export class QemuDriver implements VirtDriver {
 
   // ---- internals ---------------------------------------------------------------------
 
-  private get(uuid: string): QemuInstance {
+  /** @internal (migration.ts) */ get(uuid: string): QemuInstance {
     const instance = this.instances.get(uuid);
     if (!instance) throw new NotFound(`Instance ${uuid} could not be found on this host.`);
     return instance;
   }
 
-  private serialized<T>(uuid: string, fn: () => Promise<T>): Promise<T> {
+  /** @internal (migration.ts) */ serialized<T>(uuid: string, fn: () => Promise<T>): Promise<T> {
     const previous = this.queues.get(uuid) ?? Promise.resolve();
     const run = previous.catch(() => undefined).then(fn);
     const tail = run.catch(() => undefined);
@@ -394,7 +401,7 @@ export class QemuDriver implements VirtDriver {
     return run;
   }
 
-  private async saveRecord(instance: QemuInstance): Promise<void> {
+  /** @internal (migration.ts) */ async saveRecord(instance: QemuInstance): Promise<void> {
     const path = instanceFiles(instance.dir).spec;
     await writeFile(`${path}.tmp`, JSON.stringify(instance.record, null, 1), { mode: 0o600 });
     await rename(`${path}.tmp`, path);
@@ -404,7 +411,7 @@ export class QemuDriver implements VirtDriver {
    * The power state from QEMU itself (query-status), else from what lies on disk. Outside the instance's
    * operations only; while one runs (QEMU may be between two launches) others get observedState.
    */
-  private async currentState(instance: QemuInstance, fromOperation = false): Promise<PowerStateValue> {
+  /** @internal (migration.ts) */ async currentState(instance: QemuInstance, fromOperation = false): Promise<PowerStateValue> {
     if (!fromOperation && this.queues.has(instance.uuid)) return this.observedState(instance);
     if (instance.pid !== null && runningPid(instance.dir) === null) this.forgetProcess(instance);
     if (instance.pid === null) {
@@ -437,7 +444,7 @@ export class QemuDriver implements VirtDriver {
     }
   }
 
-  private forgetProcess(instance: QemuInstance): void {
+  /** @internal (migration.ts) */ forgetProcess(instance: QemuInstance): void {
     const client = instance.qmp;
     instance.qmp = null;
     client?.close();
@@ -461,13 +468,13 @@ export class QemuDriver implements VirtDriver {
     await this.conductor.syncPowerStates({ host: this.options.host, states });
   }
 
-  private qmp(instance: QemuInstance): QmpClient {
+  /** @internal (migration.ts) */ qmp(instance: QemuInstance): QmpClient {
     if (!instance.qmp || instance.qmp.closed) throw new Conflict(`Instance ${instance.uuid} is not running`);
     return instance.qmp;
   }
 
   /** Connects to the instance's QMP socket, retrying while QEMU sets it up. */
-  private async connect(instance: QemuInstance, timeoutMs: number): Promise<QmpClient> {
+  /** @internal (migration.ts) */ async connect(instance: QemuInstance, timeoutMs: number): Promise<QmpClient> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       try {
@@ -490,7 +497,7 @@ export class QemuDriver implements VirtDriver {
     }
   }
 
-  private async readVncPort(instance: QemuInstance): Promise<void> {
+  /** @internal (migration.ts) */ async readVncPort(instance: QemuInstance): Promise<void> {
     const vnc = await this.qmp(instance).execute<{ service?: string; enabled: boolean }>('query-vnc');
     const port = vnc.enabled && vnc.service ? Number(vnc.service) : null;
     if (port !== instance.record.vncPort) {
@@ -500,7 +507,7 @@ export class QemuDriver implements VirtDriver {
   }
 
   /** Launches the instance's QEMU (restoring `incoming` state when given) and connects to it. */
-  private async start(instance: QemuInstance, incoming?: string): Promise<void> {
+  /** @internal (migration.ts) */ async start(instance: QemuInstance, incoming?: string): Promise<void> {
     const f = instanceFiles(instance.dir);
     await rm(f.pid, { force: true });
     const cgroupProcs = await this.cgroups.prepare(instance.record.spec);
@@ -509,7 +516,7 @@ export class QemuDriver implements VirtDriver {
     await this.readVncPort(instance);
   }
 
-  private async startMetadata(instance: QemuInstance): Promise<void> {
+  /** @internal (migration.ts) */ async startMetadata(instance: QemuInstance): Promise<void> {
     if (instance.metadataProxy) return;
     instance.metadataProxy = await startMetadataProxy({ bus: this.options.bus, uuid: instance.uuid, socketPath: instanceFiles(instance.dir).metadata });
   }
@@ -544,7 +551,7 @@ export class QemuDriver implements VirtDriver {
   }
 
   /** Ends the QEMU: quit over QMP, SIGKILL when that does not work within 3 s. */
-  private async kill(instance: QemuInstance): Promise<boolean> {
+  /** @internal (migration.ts) */ async kill(instance: QemuInstance): Promise<boolean> {
     const pid = runningPid(instance.dir);
     if (pid === null) {
       this.forgetProcess(instance);
@@ -602,7 +609,7 @@ export class QemuDriver implements VirtDriver {
   }
 
   /** Ends QEMU and the metadata proxy and removes the instance directory; never throws. */
-  private async teardown(instance: QemuInstance): Promise<void> {
+  /** @internal (migration.ts) */ async teardown(instance: QemuInstance): Promise<void> {
     try {
       await this.kill(instance);
     } catch (err) {
