@@ -46,6 +46,7 @@ nubo bench vm
   shared storage (total time, QEMU's downtime, the guest's heartbeat gap)
   --runs N             boots measured on each side (default 3; medians reported)
   --only PART          boot or migration (default both)
+  --downtime-limit MS  [libvirt] live_migration_downtime for the migrations (default the driver's, 500)
   --json               print the results as JSON
 `;
 
@@ -69,6 +70,7 @@ export async function runBench(_what: string[], argv: string[]): Promise<void> {
       requests: { type: 'string', default: '200' },
       runs: { type: 'string', default: '3' },
       only: { type: 'string' },
+      'downtime-limit': { type: 'string' },
       json: { type: 'boolean', default: false },
     },
   });
@@ -102,7 +104,8 @@ export async function runBench(_what: string[], argv: string[]): Promise<void> {
   }
   if (what === 'vm') {
     if (values.only !== undefined && values.only !== 'boot' && values.only !== 'migration') throw new Error(`--only must be boot or migration, got ${values.only}`);
-    const report = await benchVm({ runs: positive('runs', values.runs), only: values.only as 'boot' | 'migration' | undefined }, progress);
+    const downtimeLimitMs = values['downtime-limit'] === undefined ? undefined : positive('downtime-limit', values['downtime-limit']);
+    const report = await benchVm({ runs: positive('runs', values.runs), only: values.only as 'boot' | 'migration' | undefined, downtimeLimitMs }, progress);
     process.stdout.write(values.json ? JSON.stringify(report, null, 2) + '\n' : formatVmReport(report));
     return;
   }

@@ -30,6 +30,8 @@ export interface VmBenchOptions {
   runs: number;
   /** Which parts to run (default both). */
   only?: 'boot' | 'migration';
+  /** [libvirt] live_migration_downtime in ms (QEMU's downtime-limit); default the driver's. */
+  downtimeLimitMs?: number;
 }
 
 export interface BootRun {
@@ -94,6 +96,8 @@ export interface VmBenchReport {
   accelerator: string;
   qemuVersion: string;
   flavor: { ramMb: number; vcpus: number; diskGb: number };
+  /** The downtime limit given to QEMU, when the bench set one ([libvirt] live_migration_downtime). */
+  downtimeLimitMs?: number;
   boot?: BootResult;
   migrations?: MigrationResult[];
   aims: { description: string; value: number | null; met: boolean | null }[];
@@ -127,6 +131,7 @@ export async function benchVm(options: VmBenchOptions, progress: (line: string) 
     DEFAULT: { log_level: 'error', host: HOST_A, shutdown_timeout: '20' },
     compute: { driver: 'qemu', instances_path: pathA },
     database: { connection: `sqlite://${join(dataDir, 'nubo.sqlite')}` },
+    ...(options.downtimeLimitMs === undefined ? {} : { libvirt: { live_migration_downtime: String(options.downtimeLimitMs) } }),
   };
   let cloud: Cloud | undefined;
   const extra: ComputeAgent[] = [];
@@ -144,7 +149,7 @@ export async function benchVm(options: VmBenchOptions, progress: (line: string) 
     const report: VmBenchReport = {
       benchmark: 'vm', date: new Date().toISOString(), machine: describeMachine(),
       accelerator: String(hypervisor?.cpu_info?.accelerator ?? 'unknown'), qemuVersion: String(hypervisor?.cpu_info?.qemu_version ?? hypervisor?.hypervisor_version ?? 'unknown'),
-      flavor: { ramMb: FLAVOR.ram, vcpus: FLAVOR.vcpus, diskGb: FLAVOR.disk }, aims: [],
+      flavor: { ramMb: FLAVOR.ram, vcpus: FLAVOR.vcpus, diskGb: FLAVOR.disk }, downtimeLimitMs: options.downtimeLimitMs, aims: [],
     };
     if (options.only !== 'migration') {
       report.boot = await benchBoots(cloud, api, imageId, pathA, dataDir, options.runs, progress);
@@ -559,7 +564,8 @@ export function formatVmReport(report: VmBenchReport): string {
     out.push(`median until QEMU runs: ${s(b.medianApiLaunchMs)} s through the API vs ${s(b.medianHandLaunchMs)} s by hand: ${b.launchOverheadPercent.toFixed(1)} % of the by-hand create→marker\n`);
   }
   if (report.migrations) {
-    out.push(`\nlive migration of a ${report.flavor.ramMb} MiB guest between two QEMU agents in this process: ${HOST_A} → ${HOST_B} (block: own instances_path, disk mirrored over NBD), ${HOST_A} → ${HOST_C} (shared: the same instances_path)\n\n`);
+    out.push(`\nlive migration of a ${report.flavor.ramMb} MiB guest between two QEMU agents in this process: ${HOST_A} → ${HOST_B} (block: own instances_path, disk mirrored over NBD), ${HOST_A} → ${HOST_C} (shared: the same instances_path)\n`);
+    out.push(`downtime limit: ${report.downtimeLimitMs === undefined ? 'the driver default ([libvirt] live_migration_downtime)' : `${report.downtimeLimitMs} ms`}\n\n`);
     out.push(formatTable(['mode', 'API total s', 'QEMU total ms', 'QEMU downtime ms', 'heartbeat max interval ms', 'before: max interval ms', 'note'],
       report.migrations.map((m) => [m.mode, s(m.apiTotalMs), ms(m.qemuTotalMs), ms(m.qemuDowntimeMs), ms(m.heartbeatMaxIntervalMs), ms(m.heartbeatBaselineMaxIntervalMs), m.available ? (m.reason ?? '') : `not available: ${m.reason}`])));
     out.push('API total: os-migrateLive sent → ACTIVE on the destination with no task; heartbeat interval: between consecutive NUBO-HEARTBEAT lines as first seen in either serial log (1000 = no stall)\n');
