@@ -123,7 +123,7 @@ export interface ComputeAgentRpc {
   /** Resize/cold migration, source: power off and hand the disk over (VirtDriver.migrateDiskAndPowerOff). */
   migrateDiskAndPowerOff(args: { uuid: string; flavor: FlavorSize; timeoutSeconds?: number }): Promise<void>;
   /** Destination: create the moved instance with its new flavor (VirtDriver.finishMigration). */
-  finishMigration(args: { instance: InstanceSpec; powerOn: boolean }): Promise<{ powerState: PowerStateValue }>;
+  finishMigration(args: { instance: InstanceSpec; powerOn: boolean; sourceHost?: string }): Promise<{ powerState: PowerStateValue }>;
   /** Source, on confirm: remove the held source copy. */
   confirmMigration(args: { uuid: string }): Promise<void>;
   /** Destination, on revert: remove the moved instance. */

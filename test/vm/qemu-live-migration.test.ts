@@ -160,10 +160,50 @@ describe('QEMU live migration between agents', { skip, timeout: 600_000 }, () =>
     await cc.waitServer(serverId, (s) => s.status === 'ACTIVE' && s['OS-EXT-STS:task_state'] === null, undefined, 30_000);
   });
 
+  it('cold-migrates C→A with the disk pulled over HTTP (revert), then resizes to a bigger root disk (confirm)', async () => {
+    const hostA = cc.cloud.agents[0].host;
+    const waitStatus = (status: string) => cc.waitServer(serverId, (s) => s.status === status && s['OS-EXT-STS:task_state'] === null, undefined, 120_000);
+    const readyOn = async (what: string) => waitConsole(what, (t) => t.includes('NUBO-GUEST-READY') && heartbeats(t).length >= 1);
+
+    const migrateRes = await cc.act(serverId, { migrate: { host: hostA } }, { microversion: '2.56' });
+    assert.equal(migrateRes.status, 202, migrateRes.text);
+    let server = await waitStatus('VERIFY_RESIZE');
+    assert.equal(server['OS-EXT-SRV-ATTR:host'], hostA, JSON.stringify(server.fault));
+    await readyOn('boot on A after the cold migration');
+    assert.ok(existsSync(join(cc.dataDir, 'instances-bc', `${serverId}_resize`, 'disk')), 'C holds its copy until confirm or revert');
+    // The mark the guest wrote before the live migrations came along in the disk A pulled from C.
+    const markOnA = spawnSync('qemu-io', ['-U', '-r', '-f', 'qcow2', '-c', `read -v ${MARK_SECTOR * 512} ${MARK.length}`, join(cc.dataDir, 'instances', serverId, 'disk')], { encoding: 'utf8' });
+    assert.ok(markOnA.stdout.includes(MARK.replace(/-/g, '.')), markOnA.stdout + markOnA.stderr);
+
+    const revert = await cc.act(serverId, { revertResize: null });
+    assert.equal(revert.status, 202, revert.text);
+    server = await waitStatus('ACTIVE');
+    assert.equal(server['OS-EXT-SRV-ATTR:host'], 'vm-c');
+    assert.ok(!existsSync(join(cc.dataDir, 'instances', serverId)), 'A removed its copy');
+    assert.ok(!existsSync(join(cc.dataDir, 'instances-bc', `${serverId}_resize`)));
+    await readyOn('boot on C after the revert');
+
+    const flavor = await cc.post('/flavors', { flavor: { name: 'vm.bigger', ram: 512, vcpus: 1, disk: 2, id: 'vm-bigger' } });
+    assert.equal(flavor.status, 200, flavor.text);
+    const resize = await cc.act(serverId, { resize: { flavorRef: 'vm-bigger' } });
+    assert.equal(resize.status, 202, resize.text);
+    server = await waitStatus('VERIFY_RESIZE');
+    const newHost = server['OS-EXT-SRV-ATTR:host'];
+    assert.notEqual(newHost, 'vm-c');
+    const confirm = await cc.act(serverId, { confirmResize: null });
+    assert.equal(confirm.status, 204, confirm.text);
+    server = await waitStatus('ACTIVE');
+    assert.equal(server.flavor.original_name ?? server.flavor.id, server.flavor.original_name ? 'vm.bigger' : 'vm-bigger');
+    const dir = newHost === hostA ? join(cc.dataDir, 'instances', serverId) : join(cc.dataDir, 'instances-bc', serverId);
+    const info = JSON.parse(spawnSync('qemu-img', ['info', '-U', '--output=json', join(dir, 'disk')], { encoding: 'utf8' }).stdout);
+    assert.equal(info['virtual-size'], 2 * 1024 ** 3, 'the root disk grew to the new flavor');
+    assert.ok(!existsSync(join(cc.dataDir, 'instances-bc', `${serverId}_resize`)), 'confirm removed the held copy');
+    await readyOn('boot after the resize');
+  });
+
   it('deletes the migrated server on its new host', async () => {
     const res = await cc.delete(`/servers/${serverId}`);
     assert.equal(res.status, 204, res.text);
     await cc.waitServer(serverId, (s) => s.status === 'DELETED', undefined, 60_000);
-    assert.ok(!existsSync(join(cc.dataDir, 'instances-bc', serverId)));
   });
 });

@@ -293,9 +293,9 @@ export function agentHandlers(driver: VirtDriver): Record<keyof ComputeAgentRpc,
       if (typeof uuid !== 'string' || !flavor || typeof flavor.rootGb !== 'number') throw new BadRequest('migrateDiskAndPowerOff needs a uuid and a flavor');
       await driver.migrateDiskAndPowerOff(uuid, flavor, { timeoutSeconds });
     },
-    finishMigration: async ({ instance, powerOn }: { instance: InstanceSpec; powerOn: boolean }) => {
+    finishMigration: async ({ instance, powerOn, sourceHost }: { instance: InstanceSpec; powerOn: boolean; sourceHost?: string }) => {
       if (!instance || typeof instance.uuid !== 'string' || typeof instance.name !== 'string') throw new BadRequest('finishMigration needs an instance with a uuid and a name');
-      return { powerState: await driver.finishMigration(instance, powerOn !== false) };
+      return { powerState: await driver.finishMigration(instance, powerOn !== false, { sourceHost: typeof sourceHost === 'string' ? sourceHost : undefined }) };
     },
     confirmMigration: async ({ uuid }: { uuid: string }) => {
       if (typeof uuid !== 'string') throw new BadRequest('confirmMigration needs a uuid');

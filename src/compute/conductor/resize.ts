@@ -238,7 +238,7 @@ async function finishOnDestination(ctx: ConductorContext, data: ResizeData, inst
   let powerState: number;
   try {
     powerState = (await ctx.actions.withEvent(data.actionId, 'compute_finish_resize', dest, async () =>
-      ctx.agent(dest, ctx.spawnTimeoutMs).finishMigration({ instance: await specOf(ctx, instance, newFlavor), powerOn: data.oldVmState !== VmState.STOPPED }))).powerState;
+      ctx.agent(dest, ctx.spawnTimeoutMs).finishMigration({ instance: await specOf(ctx, instance, newFlavor), powerOn: data.oldVmState !== VmState.STOPPED, sourceHost: migration.sourceCompute ?? undefined }))).powerState;
   } catch (err) {
     // As Nova: the instance is the destination's now; it stays there in ERROR, and the source's allocations are dropped.
     ctx.logger.warn(`finishing the ${migration.migrationType} of ${instance.id} on ${dest} failed: ${(err as Error).message}`);

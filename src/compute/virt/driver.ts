@@ -202,11 +202,11 @@ export interface VirtDriver {
    */
   migrateDiskAndPowerOff(uuid: string, flavor: InstanceSpec['flavor'], options?: { timeoutSeconds?: number }): Promise<void>;
   /**
-   * Destination: creates the instance from the migrated disk with the spec's (new) flavor, running when
+   * Destination: creates the instance from the migrated disk (fetched from `options.sourceHost`, which the QEMU driver needs) with the spec's (new) flavor, running when
    * `powerOn`, shut off otherwise; resolves with its power state. When the instance already exists here
    * (a repeat) it answers its power state. A failure cleans up what it created.
    */
-  finishMigration(instance: InstanceSpec, powerOn: boolean): Promise<PowerStateValue>;
+  finishMigration(instance: InstanceSpec, powerOn: boolean, options?: { sourceHost?: string }): Promise<PowerStateValue>;
   /** Source, on confirm: removes the held source copy. Succeeds when there is none. */
   confirmMigration(uuid: string): Promise<void>;
   /** Destination, on revert: removes the instance created by finishMigration, never a held source copy. Succeeds when gone. */

@@ -28,12 +28,13 @@ import { ImageCache } from './images.js';
 import { instanceFiles, launchQemu, qemuArgs, randomMac, runningPid, type InstanceRecord, type LaunchSettings } from './process.js';
 import { QmpClient } from './qmp.js';
 import { LiveMigrations } from './migration.js';
+import { ColdMigrations } from './moves.js';
 
 export const QEMU_HYPERVISOR_TYPE = 'QEMU';
 
-/** What works on QEMU today (live migration: migration.ts); snapshot, rescue, resize and evacuate come later. */
+/** What works on QEMU today (live migration: migration.ts;; resize and cold migration: moves.ts); snapshot, rescue and evacuate come later. */
 export const QEMU_CAPABILITIES: DriverCapabilities = {
-  supportsPause: true, supportsSuspend: true, supportsSnapshot: false, supportsRescue: false, supportsResize: false,
+  supportsPause: true, supportsSuspend: true, supportsSnapshot: false, supportsRescue: false, supportsResize: true,
   supportsLiveMigration: true, supportsEvacuate: false, supportsConsoleLog: true, supportsVncConsole: true,
 };
 
@@ -98,6 +99,8 @@ export class QemuDriver implements VirtDriver {
   private closed = false;
   /** Live migrations in and out of this host (migration.ts). */
   private readonly migrations = new LiveMigrations(this);
+  /** Resize and cold migration (moves.ts). */
+  private readonly coldMigrations = new ColdMigrations(this);
 
   constructor(readonly options: QemuDriverOptions) {
     const { config } = options;
@@ -125,7 +128,7 @@ export class QemuDriver implements VirtDriver {
   async init(): Promise<void> {
     this.closed = false;
     await mkdir(this.instancesPath, { recursive: true });
-    await this.migrations.serve();
+    await this.migrations.serve({ heldDisks: ({ uuid }: { uuid: string }) => this.coldMigrations.heldDisks(uuid) });
     for (const entry of await readdir(this.instancesPath, { withFileTypes: true })) {
       if (!entry.isDirectory() || entry.name.startsWith('_') || entry.name.startsWith('.')) continue;
       const dir = join(this.instancesPath, entry.name);
@@ -157,6 +160,7 @@ export class QemuDriver implements VirtDriver {
     if (this.reportTimer) clearTimeout(this.reportTimer);
     this.reportTimer = undefined;
     await this.migrations.close();
+    await this.coldMigrations.close();
     for (const instance of this.instances.values()) {
       const client = instance.qmp;
       instance.qmp = null;
@@ -234,6 +238,7 @@ export class QemuDriver implements VirtDriver {
       this.instances.delete(uuid);
       if (!/^[0-9a-fA-F-]{36}$/.test(uuid)) return; // nothing of ours can have such a name
       await this.teardown(instance);
+      await rm(join(this.instancesPath, `${uuid}_resize`), { recursive: true, force: true }); // a copy held for a resize
     });
   }
 
@@ -378,11 +383,13 @@ export class QemuDriver implements VirtDriver {
   async forceCompleteLiveMigration(uuid: string): Promise<void> { return this.migrations.forceComplete(uuid); }
   async finishIncomingMigration(uuid: string, powerState: PowerStateValue): Promise<PowerStateValue> { return this.migrations.finish(uuid, powerState); }
   async rollbackIncomingMigration(uuid: string): Promise<void> { return this.migrations.rollback(uuid); }
-  async migrateDiskAndPowerOff(): Promise<void> { return this.notYet('resize or migrate instances'); }
-  async finishMigration(): Promise<PowerStateValue> { return this.notYet('resize or migrate instances'); }
-  async confirmMigration(): Promise<void> { /* no source copies are ever held */ }
-  async revertMigration(): Promise<void> { /* nothing is ever created by finishMigration */ }
-  async finishRevertMigration(): Promise<PowerStateValue> { return this.notYet('resize or migrate instances'); }
+  // ---- resize and cold migration (moves.ts) ----
+
+  async migrateDiskAndPowerOff(uuid: string, flavor: InstanceSpec['flavor'], options: { timeoutSeconds?: number } = {}): Promise<void> { return this.coldMigrations.migrateDiskAndPowerOff(uuid, flavor, options); }
+  async finishMigration(instance: InstanceSpec, powerOn: boolean, options: { sourceHost?: string } = {}): Promise<PowerStateValue> { return this.coldMigrations.finishMigration(instance, powerOn, options.sourceHost); }
+  async confirmMigration(uuid: string): Promise<void> { return this.coldMigrations.confirmMigration(uuid); }
+  async revertMigration(uuid: string): Promise<void> { return this.coldMigrations.revertMigration(uuid); }
+  async finishRevertMigration(uuid: string, powerOn: boolean): Promise<PowerStateValue> { return this.coldMigrations.finishRevertMigration(uuid, powerOn); }
 
   // ---- internals ---------------------------------------------------------------------
 
@@ -536,7 +543,7 @@ export class QemuDriver implements VirtDriver {
    * Powers the guest off: ACPI power button first when timeoutSeconds > 0, then (when `force`) quit and SIGKILL.
    * Resolves whether the QEMU is gone.
    */
-  private async powerOff(instance: QemuInstance, timeoutSeconds: number, force = true): Promise<boolean> {
+  /** @internal (moves.ts) */ async powerOff(instance: QemuInstance, timeoutSeconds: number, force = true): Promise<boolean> {
     if (runningPid(instance.dir) === null) {
       this.forgetProcess(instance);
       return true;

@@ -15,7 +15,7 @@ import { existsSync } from 'node:fs';
 import { appendFile, mkdir, readFile, rename, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import type { Subscription } from '../../../bus/types.js';
+import type { RpcHandler, Subscription } from '../../../bus/types.js';
 import { BadRequest, Conflict, NotFound } from '../../../core/errors.js';
 import { writeConfigDrive } from '../../../metadata/config-drive.js';
 import { startMetadataProxy } from '../../../metadata/proxy.js';
@@ -111,9 +111,11 @@ export class LiveMigrations {
   private get bus() { return this.driver.options.bus; }
   private get logger() { return this.driver.options.logger; }
 
-  async serve(): Promise<void> {
+  /** Serves this host's side of migrations on the bus (plus `extra` methods: the cold migrations' heldDisks). */
+  async serve(extra: Record<string, RpcHandler> = {}): Promise<void> {
     if (this.subscription) return;
     this.subscription = await this.bus.serve(migrationTopic(this.driver.options.host), {
+      ...extra,
       incoming: ({ uuid }: { uuid: string }) => {
         const entry = this.incoming.get(uuid);
         if (!entry) throw new NotFound(`Instance ${uuid} is not prepared for a live migration to this host`);
