@@ -46,6 +46,7 @@ nubo bench vm
   shared storage (total time, QEMU's downtime, the guest's heartbeat gap)
   --runs N             boots measured on each side (default 3; medians reported)
   --only PART          boot or migration (default both)
+  --migrations N       live migrations per mode, back and forth (default 3; medians in the aims)
   --downtime-limit MS  [libvirt] live_migration_downtime for the migrations (default the driver's, 500)
   --json               print the results as JSON
 `;
@@ -71,6 +72,7 @@ export async function runBench(_what: string[], argv: string[]): Promise<void> {
       runs: { type: 'string', default: '3' },
       only: { type: 'string' },
       'downtime-limit': { type: 'string' },
+      migrations: { type: 'string', default: '3' },
       json: { type: 'boolean', default: false },
     },
   });
@@ -105,7 +107,7 @@ export async function runBench(_what: string[], argv: string[]): Promise<void> {
   if (what === 'vm') {
     if (values.only !== undefined && values.only !== 'boot' && values.only !== 'migration') throw new Error(`--only must be boot or migration, got ${values.only}`);
     const downtimeLimitMs = values['downtime-limit'] === undefined ? undefined : positive('downtime-limit', values['downtime-limit']);
-    const report = await benchVm({ runs: positive('runs', values.runs), only: values.only as 'boot' | 'migration' | undefined, downtimeLimitMs }, progress);
+    const report = await benchVm({ runs: positive('runs', values.runs), only: values.only as 'boot' | 'migration' | undefined, downtimeLimitMs, migrations: positive('migrations', values.migrations) }, progress);
     process.stdout.write(values.json ? JSON.stringify(report, null, 2) + '\n' : formatVmReport(report));
     return;
   }
