@@ -201,6 +201,39 @@ describe('QEMU live migration between agents', { skip, timeout: 600_000 }, () =>
     await readyOn('boot after the resize');
   });
 
+  it('snapshots the running guest and boots a second server from the snapshot', async () => {
+    const res = await cc.act(serverId, { createImage: { name: 'lm-vm-snap' } });
+    assert.equal(res.status, 202, res.text);
+    const snapshotId = res.body.image_id as string;
+    const deadline = Date.now() + 120_000;
+    let image: any;
+    for (;;) {
+      image = (await cc.get(`/image/v2/images/${snapshotId}`)).body;
+      if (image.status === 'active' || Date.now() > deadline) break;
+      await sleep(250);
+    }
+    assert.equal(image.status, 'active', JSON.stringify(image));
+    assert.equal(image.disk_format, 'qcow2');
+    const server = await cc.waitServer(serverId, (s) => s['OS-EXT-STS:task_state'] === null);
+    assert.equal(server.status, 'ACTIVE');
+    const second = await cc.boot({ name: 'from-snap', imageRef: snapshotId, flavorRef: 'vm-bigger' });
+    const active = await cc.waitServer(second.id, (s) => s.status !== 'BUILD', undefined, 90_000);
+    assert.equal(active.status, 'ACTIVE', JSON.stringify(active.fault));
+    const until = Date.now() + 90_000;
+    let text = '';
+    while (!text.includes('NUBO-GUEST-READY') && Date.now() < until) {
+      await sleep(500);
+      text = (await cc.act(second.id, { 'os-getConsoleOutput': {} })).body.output ?? '';
+    }
+    assert.match(text, /NUBO-GUEST-READY/);
+    // What the first guest wrote to its disk is in the snapshot.
+    const dir = [join(cc.dataDir, 'instances', second.id), join(cc.dataDir, 'instances-bc', second.id)].find((d) => existsSync(d))!;
+    const read = spawnSync('qemu-io', ['-U', '-r', '-f', 'qcow2', '-c', `read -v ${MARK_SECTOR * 512} ${MARK.length}`, join(dir, 'disk')], { encoding: 'utf8' });
+    assert.ok(read.stdout.includes(MARK.replace(/-/g, '.')), read.stdout + read.stderr);
+    assert.equal((await cc.delete(`/servers/${second.id}`)).status, 204);
+    await cc.waitServer(second.id, (s) => s.status === 'DELETED', undefined, 60_000);
+  });
+
   it('deletes the migrated server on its new host', async () => {
     const res = await cc.delete(`/servers/${serverId}`);
     assert.equal(res.status, 204, res.text);

@@ -28,13 +28,13 @@ import { ImageCache } from './images.js';
 import { instanceFiles, launchQemu, qemuArgs, randomMac, runningPid, type InstanceRecord, type LaunchSettings } from './process.js';
 import { QmpClient } from './qmp.js';
 import { LiveMigrations } from './migration.js';
-import { ColdMigrations } from './moves.js';
+import { ColdMigrations, snapshotDisk } from './moves.js';
 
 export const QEMU_HYPERVISOR_TYPE = 'QEMU';
 
-/** What works on QEMU today (live migration: migration.ts;; resize and cold migration: moves.ts); snapshot, rescue and evacuate come later. */
+/** What works on QEMU today (live migration: migration.ts;; snapshot, resize and cold migration: moves.ts); rescue and evacuate come later. */
 export const QEMU_CAPABILITIES: DriverCapabilities = {
-  supportsPause: true, supportsSuspend: true, supportsSnapshot: false, supportsRescue: false, supportsResize: true,
+  supportsPause: true, supportsSuspend: true, supportsSnapshot: true, supportsRescue: false, supportsResize: true,
   supportsLiveMigration: true, supportsEvacuate: false, supportsConsoleLog: true, supportsVncConsole: true,
 };
 
@@ -370,7 +370,6 @@ export class QemuDriver implements VirtDriver {
     throw new Conflict(`The QEMU driver cannot ${what} yet`);
   }
 
-  async snapshot(): Promise<DiskSnapshot> { return this.notYet('snapshot instances'); }
   async rescue(): Promise<PowerStateValue> { return this.notYet('rescue instances'); }
   async unrescue(): Promise<PowerStateValue> { return this.notYet('unrescue instances'); }
   async rebuild(): Promise<PowerStateValue> { return this.notYet('rebuild instances'); }
@@ -383,7 +382,9 @@ export class QemuDriver implements VirtDriver {
   async forceCompleteLiveMigration(uuid: string): Promise<void> { return this.migrations.forceComplete(uuid); }
   async finishIncomingMigration(uuid: string, powerState: PowerStateValue): Promise<PowerStateValue> { return this.migrations.finish(uuid, powerState); }
   async rollbackIncomingMigration(uuid: string): Promise<void> { return this.migrations.rollback(uuid); }
-  // ---- resize and cold migration (moves.ts) ----
+  // ---- snapshot, resize and cold migration (moves.ts) ----
+
+  async snapshot(uuid: string): Promise<DiskSnapshot> { return this.serialized(uuid, () => snapshotDisk(this, uuid)); }
 
   async migrateDiskAndPowerOff(uuid: string, flavor: InstanceSpec['flavor'], options: { timeoutSeconds?: number } = {}): Promise<void> { return this.coldMigrations.migrateDiskAndPowerOff(uuid, flavor, options); }
   async finishMigration(instance: InstanceSpec, powerOn: boolean, options: { sourceHost?: string } = {}): Promise<PowerStateValue> { return this.coldMigrations.finishMigration(instance, powerOn, options.sourceHost); }

@@ -207,3 +207,31 @@ function download(url: string, path: string): Promise<void> {
     }).once('error', reject);
   });
 }
+
+/**
+ * The instance's root disk as one self-contained qcow2 (Nova's snapshot): a point-in-time drive-backup while QEMU
+ * runs (or is paused), qemu-img convert -U when it is off. The data is held in memory (the driver contract's
+ * DiskSnapshot); fine for small guests, a streamed upload would be needed for big disks.
+ */
+export async function snapshotDisk(driver: QemuDriver, uuid: string): Promise<{ data: Buffer; diskFormat: string; containerFormat: string }> {
+  const instance = driver.get(uuid);
+  const f = instanceFiles(instance.dir);
+  const target = join(instance.dir, `snapshot-${randomBytes(6).toString('hex')}.qcow2`);
+  try {
+    const state = await driver.currentState(instance);
+    if ((state === PowerState.RUNNING || state === PowerState.PAUSED) && instance.qmp && !instance.qmp.closed) {
+      const client = instance.qmp;
+      const jobId = `snapshot-${randomBytes(4).toString('hex')}`;
+      const done = client.waitEvent('BLOCK_JOB_COMPLETED', 600_000, (e) => e.data?.device === jobId);
+      done.catch(() => undefined);
+      await client.execute('drive-backup', { 'job-id': jobId, device: 'disk0', target, sync: 'full', format: 'qcow2', 'auto-dismiss': true });
+      const event = await done;
+      if (event.data?.error) throw new Conflict(`Snapshot of ${uuid} failed: ${String(event.data.error)}`);
+    } else {
+      await qemuImg(['convert', '-U', '-f', 'qcow2', '-O', 'qcow2', f.disk, target]);
+    }
+    return { data: await readFile(target), diskFormat: 'qcow2', containerFormat: 'bare' };
+  } finally {
+    await rm(target, { force: true });
+  }
+}
