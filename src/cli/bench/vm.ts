@@ -462,6 +462,7 @@ async function migrateOnce(api: ApiClient, id: string, source: MigrationHost & {
   const base = { mode, from: source.host, to: dest.host };
   // A few beats first, so the interval before the move is known.
   const first = watch.last();
+  const baselineFrom = performance.now();
   const deadline = Date.now() + 30_000;
   while (watch.last() < first + 5 && Date.now() < deadline) await sleep(100);
   // The source keeps its last job: only a job of another migration is this one.
@@ -495,7 +496,7 @@ async function migrateOnce(api: ApiClient, id: string, source: MigrationHost & {
   return {
     ...base, available: true, apiTotalMs,
     qemuTotalMs: job?.totalTimeMs ?? null, qemuDowntimeMs: job?.downtimeMs ?? null,
-    heartbeatMaxIntervalMs: maxInterval, heartbeatGapMs: Math.max(0, maxInterval - 1000), heartbeatBaselineMaxIntervalMs: watch.maxInterval(0, t0),
+    heartbeatMaxIntervalMs: maxInterval, heartbeatGapMs: Math.max(0, maxInterval - 1000), heartbeatBaselineMaxIntervalMs: watch.maxInterval(baselineFrom, t0),
     heartbeatsContinued: watch.last() >= beatsBefore + 3,
     ...(job?.downtimeMs === undefined ? { reason: 'the driver\'s LiveMigrationJob reported no downtime/total time' } : {}),
   };
@@ -589,7 +590,7 @@ export function formatVmReport(report: VmBenchReport): string {
   ];
   if (report.boot) {
     const b = report.boot;
-    out.push(`\nboot: POST /servers → ACTIVE → "=== NUBO-GUEST-READY" in console.log, beside the driver's QEMU command line started by hand (spawn → marker)\n`);
+    out.push(`\nboot: POST /servers → ACTIVE → "=== NUBO-GUEST-READY" in console.log, beside the driver's QEMU command line launched by hand (launch → marker)\n`);
     out.push(`first boot (image fetched into the cache, not counted): ${s(b.firstBootMarkerMs)} s\n\n`);
     out.push(formatTable(['run', 'API: QEMU runs s', 'ACTIVE s', 'marker s', 'guest uptime s', 'by hand: QEMU runs s', 'marker s', 'guest uptime s'],
       b.runs.map((r, i) => [String(i + 1), s(r.apiLaunchMs), s(r.activeMs), s(r.apiMarkerMs), r.apiGuestUptimeS.toFixed(2), s(r.handLaunchMs), s(r.handMarkerMs), r.handGuestUptimeS.toFixed(2)])));
