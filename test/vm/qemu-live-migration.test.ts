@@ -234,6 +234,43 @@ describe('QEMU live migration between agents', { skip, timeout: 600_000 }, () =>
     await cc.waitServer(second.id, (s) => s.status === 'DELETED', undefined, 60_000);
   });
 
+  it('rescues (the rescue image boots with the own disk second), unrescues, then rebuilds from the image', async () => {
+    const settledAs = (status: string) => cc.waitServer(serverId, (s) => s.status === status && s['OS-EXT-STS:task_state'] === null, undefined, 120_000);
+    const readyCount = async () => [...(await consoleText()).matchAll(/NUBO-GUEST-READY/g)].length;
+    const waitReady = async (what: string, count: number) => waitConsole(what, (t) => [...t.matchAll(/NUBO-GUEST-READY/g)].length >= count);
+    const host = (await cc.get(`/servers/${serverId}`)).body.server['OS-EXT-SRV-ATTR:host'];
+    const driver = agentOf(host).driver;
+    const dir = host === cc.cloud.agents[0].host ? join(cc.dataDir, 'instances', serverId) : join(cc.dataDir, 'instances-bc', serverId);
+    const cmdline = () => readFileSync(`/proc/${readFileSync(join(dir, 'qemu.pid'), 'utf8').trim()}/cmdline`, 'utf8').split('\0');
+
+    let ready = await readyCount();
+    const rescue = await cc.act(serverId, { rescue: { rescue_image_ref: imageId } });
+    assert.equal(rescue.status, 200, rescue.text);
+    await settledAs('RESCUE');
+    await waitReady('the rescue system boots', ready + 1);
+    const args = cmdline();
+    assert.ok(args.includes(`driver=file,filename=${join(dir, 'disk.rescue')},node-name=disk0-file`), 'boots from the rescue disk');
+    assert.ok(args.includes(`driver=file,filename=${join(dir, 'disk')},node-name=orig0-file`), 'its own disk is attached second');
+    assert.equal(await driver.powerState(serverId), 1);
+
+    ready = await readyCount();
+    const unrescue = await cc.act(serverId, { unrescue: null });
+    assert.equal(unrescue.status, 202, unrescue.text);
+    await settledAs('ACTIVE');
+    await waitReady('boot from its own disk again', ready + 1);
+    assert.ok(!existsSync(join(dir, 'disk.rescue')));
+    assert.ok(!cmdline().some((a) => a.includes('orig0')));
+
+    ready = await readyCount();
+    const rebuild = await cc.act(serverId, { rebuild: { imageRef: imageId } });
+    assert.equal(rebuild.status, 202, rebuild.text);
+    await settledAs('ACTIVE');
+    await waitReady('boot after the rebuild', ready + 1);
+    // A new root disk from the image: the mark the guest wrote is gone.
+    const read = spawnSync('qemu-io', ['-U', '-r', '-f', 'qcow2', '-c', `read -v ${MARK_SECTOR * 512} ${MARK.length}`, join(dir, 'disk')], { encoding: 'utf8' });
+    assert.ok(!read.stdout.includes(MARK.replace(/-/g, '.')), read.stdout);
+  });
+
   it('deletes the migrated server on its new host', async () => {
     const res = await cc.delete(`/servers/${serverId}`);
     assert.equal(res.status, 204, res.text);

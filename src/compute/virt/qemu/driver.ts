@@ -29,12 +29,13 @@ import { instanceFiles, launchQemu, qemuArgs, randomMac, runningPid, type Instan
 import { QmpClient } from './qmp.js';
 import { LiveMigrations } from './migration.js';
 import { ColdMigrations, snapshotDisk } from './moves.js';
+import { rebuildInstance, rescueInstance, unrescueInstance } from './rescue.js';
 
 export const QEMU_HYPERVISOR_TYPE = 'QEMU';
 
-/** What works on QEMU today (live migration: migration.ts;; snapshot, resize and cold migration: moves.ts); rescue and evacuate come later. */
+/** What works on QEMU today (live migration: migration.ts;; snapshot, resize and cold migration: moves.ts; rescue and rebuild: rescue.ts); evacuate comes later. */
 export const QEMU_CAPABILITIES: DriverCapabilities = {
-  supportsPause: true, supportsSuspend: true, supportsSnapshot: true, supportsRescue: false, supportsResize: true,
+  supportsPause: true, supportsSuspend: true, supportsSnapshot: true, supportsRescue: true, supportsResize: true,
   supportsLiveMigration: true, supportsEvacuate: false, supportsConsoleLog: true, supportsVncConsole: true,
 };
 
@@ -364,15 +365,6 @@ export class QemuDriver implements VirtDriver {
     return qemuDiagnostics(client, pid, { configDrive: instance.record.disks.configDrive, memoryMb: instance.record.spec.flavor.memoryMb });
   }
 
-  // ---- not yet on QEMU (capabilities say so, so the conductor does not ask) -------------
-
-  private notYet(what: string): never {
-    throw new Conflict(`The QEMU driver cannot ${what} yet`);
-  }
-
-  async rescue(): Promise<PowerStateValue> { return this.notYet('rescue instances'); }
-  async unrescue(): Promise<PowerStateValue> { return this.notYet('unrescue instances'); }
-  async rebuild(): Promise<PowerStateValue> { return this.notYet('rebuild instances'); }
   // ---- live migration (migration.ts) ----
 
   async prepareIncomingMigration(instance: InstanceSpec, sourceHost: string): Promise<void> { return this.migrations.prepare(instance, sourceHost); }
@@ -382,6 +374,20 @@ export class QemuDriver implements VirtDriver {
   async forceCompleteLiveMigration(uuid: string): Promise<void> { return this.migrations.forceComplete(uuid); }
   async finishIncomingMigration(uuid: string, powerState: PowerStateValue): Promise<PowerStateValue> { return this.migrations.finish(uuid, powerState); }
   async rollbackIncomingMigration(uuid: string): Promise<void> { return this.migrations.rollback(uuid); }
+  // ---- rescue, unrescue, rebuild (rescue.ts) ----
+
+  async rescue(uuid: string, image: { id: string; properties: Record<string, string> }): Promise<PowerStateValue> {
+    return this.serialized(uuid, () => rescueInstance(this, uuid, image));
+  }
+  async unrescue(uuid: string): Promise<PowerStateValue> { return this.serialized(uuid, () => unrescueInstance(this, uuid)); }
+  async rebuild(instance: InstanceSpec, options: { preserveEphemeral: boolean }): Promise<PowerStateValue> {
+    if (!this.instances.has(instance.uuid)) {
+      await this.spawn(instance); // as the contract says: an instance this host does not have is spawned
+      return this.currentState(this.get(instance.uuid));
+    }
+    return this.serialized(instance.uuid, () => rebuildInstance(this, instance, { ...options, shutdownTimeoutSeconds: this.shutdownTimeoutSeconds }));
+  }
+
   // ---- snapshot, resize and cold migration (moves.ts) ----
 
   async snapshot(uuid: string): Promise<DiskSnapshot> { return this.serialized(uuid, () => snapshotDisk(this, uuid)); }

@@ -366,8 +366,14 @@ export class LiveMigrations {
           await this.finishMirrors(client, entry);
           await client.execute('migrate-continue', { state: 'pre-switchover' });
         } else if (m.status === 'completed') {
-          entry.job.totalTimeMs = m['total-time'];
-          entry.job.downtimeMs = m.downtime;
+          // QEMU announces "completed" a moment before it has worked out the total time and downtime.
+          let stats: MigrateInfo = m;
+          for (let i = 0; i < 40 && !stats['total-time']; i++) {
+            await sleep(10);
+            stats = await client.execute<MigrateInfo>('query-migrate');
+          }
+          entry.job.totalTimeMs = stats['total-time'];
+          entry.job.downtimeMs = stats.downtime;
           entry.job.memoryRemaining = 0;
           entry.job.memoryProcessed = entry.job.memoryTotal;
           entry.job.diskProcessed = entry.job.diskTotal;
