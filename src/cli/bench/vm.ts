@@ -498,7 +498,7 @@ async function migrateOnce(api: ApiClient, id: string, source: MigrationHost & {
     qemuTotalMs: job?.totalTimeMs ?? null, qemuDowntimeMs: job?.downtimeMs ?? null,
     heartbeatMaxIntervalMs: maxInterval, heartbeatGapMs: Math.max(0, maxInterval - 1000), heartbeatBaselineMaxIntervalMs: watch.maxInterval(baselineFrom, t0),
     heartbeatsContinued: watch.last() >= beatsBefore + 3,
-    ...(job?.downtimeMs === undefined ? { reason: 'the driver\'s LiveMigrationJob reported no downtime/total time' } : {}),
+    ...(job?.downtimeMs === undefined ? { reason: `the driver's LiveMigrationJob reported no downtime${job?.totalTimeMs === undefined ? ' and no total time' : ''}` } : {}),
   };
 }
 
