@@ -7,7 +7,7 @@
 //     total-time and downtime (from the driver's LiveMigrationJob), and the gap in the guest's
 //     once-a-second heartbeat as the guest itself shows it.
 import { randomUUID } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -197,6 +197,7 @@ export async function benchVm(options: VmBenchOptions, progress: (line: string) 
     }
     for (const agent of extra) await agent.close().catch(() => undefined);
     await cloud?.close();
+    killStrays(dataDir); // e.g. a destination QEMU of a failed migration, which no driver lists
     rmSync(dataDir, { recursive: true, force: true });
   }
 }
@@ -317,6 +318,18 @@ function processStartSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields from the third (state) on
   return Number(fields[22 - 3]) / 100;
+}
+
+/** SIGKILLs every process whose command line names a path under `dir` (only this run's QEMUs can). */
+function killStrays(dir: string): void {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(`${dir}/`)) process.kill(Number(entry), 'SIGKILL');
+    } catch {
+      // gone meanwhile
+    }
+  }
 }
 
 /** quit over QMP; SIGKILL when the process is still there after 5 s. */
