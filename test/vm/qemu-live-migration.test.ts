@@ -150,7 +150,15 @@ describe('QEMU live migration between agents', { skip, timeout: 600_000 }, () =>
     console.log(`# shared-storage migration B→C: API ${sharedMs} ms, QEMU total ${sharedJob.totalTimeMs} ms, downtime ${sharedJob.downtimeMs} ms`);
     assert.ok(sharedJob.downtimeMs < 1000, `downtime ${sharedJob.downtimeMs} ms`);
 
-    // C runs it for real: pause/unpause through the API still work after the move.
+    // C runs it for real: suspend/resume (a migration to a file, which must not mistake the incoming migration's
+    // "completed" for its own) and pause/unpause through the API still work after the move.
+    const beforeSuspend = heartbeats(await consoleText()).pop() ?? 0;
+    assert.equal((await cc.act(serverId, { suspend: null })).status, 202);
+    await cc.waitServer(serverId, (s) => s.status === 'SUSPENDED' && s['OS-EXT-STS:task_state'] === null, undefined, 60_000);
+    assert.equal((await cc.act(serverId, { resume: null })).status, 202);
+    await cc.waitServer(serverId, (s) => s.status === 'ACTIVE' && s['OS-EXT-STS:task_state'] === null, undefined, 60_000);
+    await waitConsole('heartbeats after resume', (t) => (heartbeats(t).pop() ?? 0) >= beforeSuspend + 2, 20_000);
+    assert.equal([...(await consoleText()).matchAll(/NUBO-GUEST-READY/g)].length, 1, 'resumed, not rebooted');
     const paused = await cc.act(serverId, { pause: null });
     assert.equal(paused.status, 202, paused.text);
     await cc.waitServer(serverId, (s) => s.status === 'PAUSED' && s['OS-EXT-STS:task_state'] === null, undefined, 30_000);

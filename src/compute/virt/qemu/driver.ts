@@ -584,16 +584,24 @@ export class QemuDriver implements VirtDriver {
     const client = this.qmp(instance);
     const partial = `${f.state}.partial`;
     await client.execute('stop');
+    // The status comes from MIGRATION events: a QEMU that arrived by live migration answers query-migrate with its
+    // incoming migration's status ("completed"). A live migration's capabilities stay set: undo them (migration.ts).
+    let status = 'setup';
+    const off = client.onEvent((event) => { if (event.event === 'MIGRATION') status = String(event.data?.status ?? status); });
     try {
+      await client.execute('migrate-set-capabilities', { capabilities: [{ capability: 'events', state: true }, { capability: 'pause-before-switchover', state: false }, { capability: 'auto-converge', state: false }] });
+      await client.execute('migrate-set-parameters', { 'max-bandwidth': 8 * 1024 * 1024 * 1024 });
       await client.execute('migrate', { uri: `exec:gzip -1 -c > ${partial}` });
       for (;;) {
-        const info = await client.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
+        const info = { ...(await client.execute<{ status?: string; 'error-desc'?: string }>('query-migrate')), status };
         if (info.status === 'completed') break;
         if (info.status === 'failed' || info.status === 'cancelled') throw new Conflict(`Suspending ${instance.uuid} failed: ${info['error-desc'] ?? info.status}`);
         await sleep(100);
       }
-        await rename(partial, f.state);
+      off();
+      await rename(partial, f.state);
     } catch (err) {
+      off();
       await rm(partial, { force: true });
       await client.execute('cont').catch(() => undefined);
       throw err;

@@ -368,7 +368,7 @@ export class LiveMigrations {
         } else if (m.status === 'completed') {
           // QEMU announces "completed" a moment before it has worked out the total time and downtime.
           let stats: MigrateInfo = m;
-          for (let i = 0; i < 40 && !stats['total-time']; i++) {
+          for (let i = 0; i < 50 && (!stats['total-time'] || stats.downtime === undefined); i++) {
             await sleep(10);
             stats = await client.execute<MigrateInfo>('query-migrate');
           }
