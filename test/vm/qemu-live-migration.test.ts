@@ -2,7 +2,8 @@
 // host A (its own instances_path) → host B (another instances_path: block migration over NBD)
 // → host C (the same instances_path as B: shared storage). The guest's heartbeat keeps counting
 // across both moves and the console log the destination answers carries on from the source's.
-// One guest for all of it (a TCG boot costs about 9 s).
+// Also on the way: abort and force-complete of a live migration, cold migration + revert, resize + confirm, snapshot
+// (a second server boots from it), rescue/unrescue, rebuild. One guest for all of it (a TCG boot costs about 9 s).
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -74,10 +75,12 @@ describe('QEMU live migration between agents', { skip, timeout: 600_000 }, () =>
     await cc?.close();
   });
 
-  const migrate = async (host: string) => {
+  const migrate = async (host: string, start = true) => {
     const before = heartbeats(await consoleText()).pop() ?? 0;
-    const res = await cc.post(`/servers/${serverId}/action`, { 'os-migrateLive': { host, block_migration: 'auto' } }, { microversion: V });
-    assert.equal(res.status, 202, res.text);
+    if (start) {
+      const res = await cc.post(`/servers/${serverId}/action`, { 'os-migrateLive': { host, block_migration: 'auto' } }, { microversion: V });
+      assert.equal(res.status, 202, res.text);
+    }
     const server = await cc.waitServer(serverId, (s) => s['OS-EXT-STS:task_state'] === null, undefined, 120_000);
     assert.equal(server.status, 'ACTIVE', JSON.stringify(server.fault));
     assert.equal(server['OS-EXT-SRV-ATTR:host'], host);
@@ -109,7 +112,7 @@ describe('QEMU live migration between agents', { skip, timeout: 600_000 }, () =>
     // B and C share an instances_path (shared storage between them); A has its own.
     const shared = join(cc.dataDir, 'instances-bc');
     for (const host of ['vm-b', 'vm-c']) {
-      const agent = await startComputeAgent({ config: cc.cloud.config.with({ compute: { instances_path: shared } }), bus: cc.cloud.bus, host, logger: createLogger(`agent-${host}`), dataDir: cc.dataDir });
+      const agent = await startComputeAgent({ config: cc.cloud.config.with({ compute: { instances_path: shared }, libvirt: { live_migration_bandwidth: '32' } }), bus: cc.cloud.bus, host, logger: createLogger(`agent-${host}`), dataDir: cc.dataDir });
       extra.push(agent);
       await agent.registered;
     }
@@ -137,8 +140,36 @@ describe('QEMU live migration between agents', { skip, timeout: 600_000 }, () =>
     console.log(`# block migration A→B: API ${blockMs} ms, QEMU total ${blockJob.totalTimeMs} ms, downtime ${blockJob.downtimeMs} ms`);
     assert.ok(blockJob.downtimeMs < 1000, `downtime ${blockJob.downtimeMs} ms`);
 
+    // From B (32 MiB/s): a migration aborted while it runs leaves the guest on B; one forced to complete pauses it and moves.
+    const running = async () => {
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const res = await cc.get(`/servers/${serverId}/migrations`, { microversion: V });
+        const found = res.body.migrations.find((m: any) => m.status === 'running');
+        if (found) return found;
+        if (Date.now() > deadline) assert.fail(`no running migration: ${res.text}`);
+        await sleep(50);
+      }
+    };
+    const start = await cc.post(`/servers/${serverId}/action`, { 'os-migrateLive': { host: 'vm-c', block_migration: 'auto' } }, { microversion: V });
+    assert.equal(start.status, 202, start.text);
+    const toAbort = await running();
+    const abort = await cc.delete(`/servers/${serverId}/migrations/${toAbort.id}`, { microversion: V });
+    assert.equal(abort.status, 202, abort.text);
+    const settled = await cc.waitServer(serverId, (s) => s['OS-EXT-STS:task_state'] === null, undefined, 60_000);
+    assert.equal(settled['OS-EXT-SRV-ATTR:host'], 'vm-b');
+    assert.equal(settled.status, 'ACTIVE');
+    assert.equal((await b.driver.liveMigrationJob(serverId))?.status, 'cancelled');
+    const afterAbort = heartbeats(await consoleText()).pop() ?? 0;
+    await waitConsole('heartbeats on B after the abort', (t) => (heartbeats(t).pop() ?? 0) >= afterAbort + 1, 10_000);
+
     const startedShared = Date.now();
-    const c = await migrate('vm-c');
+    const forced = await cc.post(`/servers/${serverId}/action`, { 'os-migrateLive': { host: 'vm-c', block_migration: 'auto' } }, { microversion: V });
+    assert.equal(forced.status, 202, forced.text);
+    const toForce = await running();
+    const force = await cc.post(`/servers/${serverId}/migrations/${toForce.id}/action`, { force_complete: null }, { microversion: V });
+    assert.equal(force.status, 202, force.text);
+    const c = await migrate('vm-c', false);
     const sharedMs = Date.now() - startedShared;
     const sharedJob = await b.driver.liveMigrationJob(serverId) as any;
     assert.equal(sharedJob.status, 'completed');
@@ -147,7 +178,7 @@ describe('QEMU live migration between agents', { skip, timeout: 600_000 }, () =>
     assert.deepEqual(await b.driver.listInstances(), []);
     assert.deepEqual(await c.driver.listInstances(), [serverId]);
     assert.ok(existsSync(join(shared, serverId, 'qmp.sock')) && existsSync(join(shared, serverId, 'qemu.pid')), 'C took the usual socket and pid names');
-    console.log(`# shared-storage migration B→C: API ${sharedMs} ms, QEMU total ${sharedJob.totalTimeMs} ms, downtime ${sharedJob.downtimeMs} ms`);
+    console.log(`# shared-storage migration B→C (forced to complete, 32 MiB/s): API ${sharedMs} ms, QEMU total ${sharedJob.totalTimeMs} ms, downtime ${sharedJob.downtimeMs} ms`);
     assert.ok(sharedJob.downtimeMs < 1000, `downtime ${sharedJob.downtimeMs} ms`);
 
     // C runs it for real: suspend/resume (a migration to a file, which must not mistake the incoming migration's
