@@ -16,8 +16,10 @@ import { createImageService, type Image } from '../image/index.js';
 import { createPlacement, type Placement } from '../placement/index.js';
 import { createCompute, type Compute } from '../compute/index.js';
 import { startComputeAgent, type ComputeAgent } from '../compute/agent/agent.js';
+import { CONSOLE_PAGE_PATH, mountConsoleProxy } from '../compute/console-proxy.js';
 import { createNetworking, type Networking } from '../network/index.js';
 import { startNoopNetworkAgent, type NetworkAgentHandle } from '../network/agent/noop.js';
+import { startMetadataService, type MetadataService } from '../metadata/index.js';
 
 export interface CloudOptions {
   dataDir: string;
@@ -45,6 +47,8 @@ export interface Cloud {
   placement: Placement;
   compute: Compute;
   network: Networking;
+  /** The metadata service this controller serves on the bus (guests reach it through their agent). */
+  metadata: MetadataService;
   agents: ComputeAgent[];
   /** The network agent of each compute host this process runs (no-op until the data plane agent lands). */
   networkAgents: NetworkAgentHandle[];
@@ -85,6 +89,8 @@ export async function startCloud(options: CloudOptions): Promise<Cloud> {
   app.register(placement.api, { prefix: '/placement' });
   app.register(compute.api, { prefix: '/compute' });
   app.register(network.api, { prefix: '/networking' });
+  // The browser console (noVNC page and websocket proxy), Nova's nova-novncproxy.
+  mountConsoleProxy({ app, consoles: compute.services.consoles, config, logger: logger.child('console-proxy') });
   const serviceUrls = (base: string): CatalogService[] => SERVICES.map((s) => ({ type: s.type, name: s.name, description: s.description, url: `${base}${s.path}` }));
   app.get('/', async (request) => {
     const base = `${request.protocol}://${request.headers.host}`;
@@ -95,6 +101,7 @@ export async function startCloud(options: CloudOptions): Promise<Cloud> {
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : options.port;
   const publicBase = config.get('DEFAULT', 'public_endpoint', `http://${options.host.includes(':') ? `[${options.host}]` : options.host}:${port}`).replace(/\/$/, '');
+  compute.services.consoles.useProxyAt(`${publicBase}${CONSOLE_PAGE_PATH}`);
 
   const region = config.get('identity', 'region', 'RegionOne');
   const { passwords } = await bootstrapIdentity(identity.identity, {
@@ -107,16 +114,18 @@ export async function startCloud(options: CloudOptions): Promise<Cloud> {
   await compute.services.flavors.ensureDefaultFlavors();
   await network.start();
   await compute.start();
-  const agents = await startAgents(config, bus, logger, options.computeHosts);
+  const metadata = await startMetadataService({ config, bus, compute: compute.services, logger: logger.child('metadata') });
+  const agents = await startAgents(config, bus, logger, options.computeHosts, options.dataDir);
   const networkAgents = await Promise.all(agents.map((agent) => startNoopNetworkAgent({ config, bus, host: agent.host, logger: logger.child(`network-agent.${agent.host}`) })));
   await Promise.all(networkAgents.map((agent) => agent.registered));
 
   return {
-    url: publicBase, app, database, bus, identity, image, placement, compute, network, agents, networkAgents, config,
+    url: publicBase, app, database, bus, identity, image, placement, compute, network, metadata: metadata.service, agents, networkAgents, config,
     close: async () => {
       await app.close();
       await Promise.all(networkAgents.map((agent) => agent.close()));
       await Promise.all(agents.map((agent) => agent.close()));
+      await metadata.close();
       await compute.close();
       await network.close();
       await image.images.settle();
@@ -127,12 +136,12 @@ export async function startCloud(options: CloudOptions): Promise<Cloud> {
 }
 
 /** The in-process compute agents (see CloudOptions.computeHosts); each registers with the conductor over the bus. */
-async function startAgents(config: Config, bus: Bus, logger: Logger, count?: number): Promise<ComputeAgent[]> {
+async function startAgents(config: Config, bus: Bus, logger: Logger, count?: number, dataDir?: string): Promise<ComputeAgent[]> {
   const driver = config.get('compute', 'driver', 'fake');
   const hosts = driver === 'fake'
     ? Array.from({ length: count ?? config.getInt('compute', 'fake_hosts', 1) }, (_, i) => `fake-host-${i + 1}`)
     : (count ?? 1) > 0 ? [config.get('DEFAULT', 'host', hostname())] : [];
-  const agents = await Promise.all(hosts.map((host) => startComputeAgent({ config, bus, host, logger: logger.child(`compute.${host}`) })));
+  const agents = await Promise.all(hosts.map((host) => startComputeAgent({ config, bus, host, logger: logger.child(`compute.${host}`), dataDir })));
   await Promise.all(agents.map((agent) => agent.registered));
   return agents;
 }

@@ -12,12 +12,15 @@ import { computeMigrations } from '../compute/db/migrations.js';
 import { fernetKeyRepository } from '../identity/index.js';
 import { startCloud } from './cloud.js';
 import { runComputeAgent } from './compute.js';
+import { registerTestGuest } from './test-guest.js';
 
 const USAGE = `usage: nubo <command> [options]
 
   up          run the all-in-one cloud in the foreground
               --data-dir DIR (default ~/.nubo)  --host HOST (127.0.0.1)  --port PORT (5000)  --config FILE
               --driver fake|qemu ([compute] driver)  --hosts N (fake compute hosts, [compute] fake_hosts)
+              registers the test guest (scripts/build-test-image) as public image nubo-test-guest
+              unless [DEFAULT] register_test_guest = false
   controller  every API and the conductor, no compute agent (agents join with \`nubo compute\`); same options as up
   db migrate  apply every service's database migrations   --data-dir DIR  --config FILE
   keys rotate rotate the Fernet token keys                --data-dir DIR  --config FILE
@@ -25,6 +28,7 @@ const USAGE = `usage: nubo <command> [options]
               --host NAME ([DEFAULT] host, else the machine name)  --driver fake|qemu ([compute] driver)  --config FILE  --data-dir DIR
   bench identity   measure token issue and validation     (see docs/BENCHMARKS.md)
   bench image      1 GiB image upload and download over HTTP beside cp
+  bench vm         QEMU guests: create→ready beside the same QEMU by hand, live-migration downtime
 `;
 
 const commonOptions = {
@@ -64,6 +68,10 @@ export async function main(argv: string[]): Promise<void> {
     }
     const config = loadConfig(dataDir, values.config as string | undefined).with({ compute });
     const cloud = await startCloud({ dataDir, host, port, config, logger, computeHosts: command === 'controller' ? 0 : undefined });
+    // The demo image (scripts/build-test-image), before the ready line so `--image nubo-test-guest` works at once.
+    if (config.getBool('DEFAULT', 'register_test_guest', true)) {
+      await registerTestGuest({ images: cloud.image.images, identity: cloud.identity.identity, logger: logger.child('test-guest') });
+    }
     let stopping = false;
     const stop = async (signal: string) => {
       if (stopping) return;

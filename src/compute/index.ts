@@ -25,6 +25,7 @@ import { ServerGroupService } from './server-groups.js';
 import { AggregateService } from './aggregates.js';
 import { ServerService } from './servers.js';
 import { ServerActions } from './lifecycle.js';
+import { ServerDiagnostics } from './diagnostics.js';
 import { SoftDeletes } from './soft-delete.js';
 import { ConsoleService } from './consoles.js';
 import { ServerPasswordStore } from './server-passwords.js';
@@ -78,6 +79,8 @@ export interface ComputeServices {
   resize: ResizeService;
   /** Servers' ports: allocation, addresses, interfaces, security groups (Nova's network API). */
   networking: InstanceNetworking;
+  /** os-server-diagnostics. */
+  diagnostics: ServerDiagnostics;
 }
 
 export interface Compute {
@@ -117,7 +120,7 @@ export async function createCompute(options: ComputeDeps & { policy: PolicyEngin
   const serverPasswords = new ServerPasswordStore(database);
   const services: ComputeServices = {
     hosts, flavors, keypairs, quotas, serverGroups, aggregates, instances, actions, migrations, servers, lifecycle, imageActions, scheduler, conductor,
-    softDeletes, consoles, serverPasswords, moves,
+    softDeletes, consoles, serverPasswords, moves, diagnostics: new ServerDiagnostics({ bus: options.bus, hosts, rpcTimeoutMs }),
     enablePasswordGeneration: config.getBool('api', 'enable_instance_password', true),
     networking,
     resize: new ResizeService({ config, database, instances, actions, migrations, flavors, quotas, hosts, lifecycle, conductor }),

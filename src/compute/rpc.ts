@@ -3,7 +3,8 @@
 // conductor tells them what to run.
 import type { Bus } from '../bus/types.js';
 import type { FlavorSize } from './flavors.js';
-import type { HostResources, LiveMigrationJob, PowerOperation, VncConsole } from './virt/driver.js';
+import type { ImageDataChunk } from './conductor/image-data.js';
+import type { HostResources, InstanceDiagnostics, LiveMigrationJob, PowerOperation, VncConsole } from './virt/driver.js';
 
 /** The topic the conductor serves; every controller process serves it, calls are shared between them. */
 export const CONDUCTOR_TOPIC = 'conductor';
@@ -15,6 +16,11 @@ export const COMPUTE_BINARY = 'nova-compute';
 /** Nova's power_state values. */
 export const PowerState = { NOSTATE: 0, RUNNING: 1, PAUSED: 3, SHUTDOWN: 4, CRASHED: 6, SUSPENDED: 7 } as const;
 export type PowerStateValue = (typeof PowerState)[keyof typeof PowerState];
+/** Nova's power_state.STATE_MAP: the names diagnostics and its error messages use. */
+export const POWER_STATE_NAMES: Record<PowerStateValue, string> = {
+  [PowerState.NOSTATE]: 'pending', [PowerState.RUNNING]: 'running', [PowerState.PAUSED]: 'paused',
+  [PowerState.SHUTDOWN]: 'shutdown', [PowerState.CRASHED]: 'crashed', [PowerState.SUSPENDED]: 'suspended',
+};
 
 /** What a host is and has, as its agent reports it at start and whenever it changes. */
 export interface HostReport extends HostResources, HostOvercommit {
@@ -74,6 +80,8 @@ export interface ConductorRpc {
   heartbeat(args: { host: string }): Promise<void>;
   /** Periodic power-state sync: what the driver really sees for each instance on the host. */
   syncPowerStates(args: { host: string; states: Record<string, PowerStateValue> }): Promise<void>;
+  /** A byte range of an active image, base64 (agents fill their image cache with it; conductor/image-data.ts). */
+  readImageChunk(args: { imageId: string; offset: number; length: number }): Promise<ImageDataChunk>;
 }
 
 /** Methods an agent serves (topic computeTopic(host)). */
@@ -96,6 +104,11 @@ export interface ComputeAgentRpc {
   /** Where the instance's VNC server listens on this host (VirtDriver.getVncConsole). */
   getVncConsole(args: { uuid: string }): Promise<VncConsole>;
   /**
+   * The instance's diagnostics (VirtDriver.diagnostics) when it runs. Otherwise diagnostics is null and powerState
+   * says why (NOSTATE when the host does not have it); supported is false when the driver has no diagnostics.
+   */
+  getDiagnostics(args: { uuid: string }): Promise<{ powerState: PowerStateValue; supported: boolean; diagnostics: InstanceDiagnostics | null }>;
+  /**
    * The instance's root disk as an image (VirtDriver.snapshot), base64 in the reply: the conductor
    * uploads it to the Image service (agents have no Image service access). Fine for the fake
    * driver's small disks; real drivers will stream the data over HTTP instead.
@@ -110,7 +123,7 @@ export interface ComputeAgentRpc {
   /** Resize/cold migration, source: power off and hand the disk over (VirtDriver.migrateDiskAndPowerOff). */
   migrateDiskAndPowerOff(args: { uuid: string; flavor: FlavorSize; timeoutSeconds?: number }): Promise<void>;
   /** Destination: create the moved instance with its new flavor (VirtDriver.finishMigration). */
-  finishMigration(args: { instance: InstanceSpec; powerOn: boolean }): Promise<{ powerState: PowerStateValue }>;
+  finishMigration(args: { instance: InstanceSpec; powerOn: boolean; sourceHost?: string }): Promise<{ powerState: PowerStateValue }>;
   /** Source, on confirm: remove the held source copy. */
   confirmMigration(args: { uuid: string }): Promise<void>;
   /** Destination, on revert: remove the moved instance. */
@@ -150,6 +163,7 @@ export function agentClient(bus: Bus, host: string, timeoutMs: number): ComputeA
     triggerCrashDump: call('triggerCrashDump'),
     getHostUptime: call('getHostUptime'),
     getVncConsole: call('getVncConsole'),
+    getDiagnostics: call('getDiagnostics'),
     snapshotInstance: call('snapshotInstance'),
     rescueInstance: call('rescueInstance'),
     unrescueInstance: call('unrescueInstance'),
@@ -178,5 +192,6 @@ export function conductorClient(bus: Bus, timeoutMs: number): ConductorRpc {
     registerHost: call('registerHost'),
     heartbeat: call('heartbeat'),
     syncPowerStates: call('syncPowerStates'),
+    readImageChunk: call('readImageChunk'),
   };
 }

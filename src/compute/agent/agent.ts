@@ -103,7 +103,7 @@ export async function startComputeAgent(options: ComputeAgentOptions): Promise<C
   const syncSeconds = config.getInt('DEFAULT', 'sync_power_state_interval', 600);
   const syncMs = syncSeconds < 0 ? 0 : (syncSeconds === 0 ? 60_000 : syncSeconds * 1000);
   const rpcTimeoutMs = periodMs(config, 'rpc_response_timeout', 60);
-  const driver = options.driver ?? await createVirtDriver({ config, host, logger, dataDir: options.dataDir });
+  const driver = options.driver ?? await createVirtDriver({ config, host, logger, dataDir: options.dataDir, bus });
   const conductor = conductorClient(bus, rpcTimeoutMs);
   const report = () => buildHostReport(config, host, nodename, driver);
   let subscription: Subscription;
@@ -273,6 +273,14 @@ export function agentHandlers(driver: VirtDriver): Record<keyof ComputeAgentRpc,
       if (typeof uuid !== 'string') throw new BadRequest('getVncConsole needs a uuid');
       return driver.getVncConsole(uuid);
     },
+    getDiagnostics: async ({ uuid }: { uuid: string }) => {
+      if (typeof uuid !== 'string') throw new BadRequest('getDiagnostics needs a uuid');
+      // As Nova's compute manager: only a running guest has diagnostics; a missing one is NOSTATE ("pending").
+      const powerState = (await driver.powerState(uuid)) ?? PowerState.NOSTATE;
+      if (powerState !== PowerState.RUNNING) return { powerState, supported: true, diagnostics: null };
+      if (!driver.diagnostics) return { powerState, supported: false, diagnostics: null };
+      return { powerState, supported: true, diagnostics: await driver.diagnostics(uuid) };
+    },
     snapshotInstance: async ({ uuid }: { uuid: string }) => {
       if (typeof uuid !== 'string') throw new BadRequest('snapshotInstance needs a uuid');
       const snapshot = await driver.snapshot(uuid);
@@ -295,9 +303,9 @@ export function agentHandlers(driver: VirtDriver): Record<keyof ComputeAgentRpc,
       if (typeof uuid !== 'string' || !flavor || typeof flavor.rootGb !== 'number') throw new BadRequest('migrateDiskAndPowerOff needs a uuid and a flavor');
       await driver.migrateDiskAndPowerOff(uuid, flavor, { timeoutSeconds });
     },
-    finishMigration: async ({ instance, powerOn }: { instance: InstanceSpec; powerOn: boolean }) => {
+    finishMigration: async ({ instance, powerOn, sourceHost }: { instance: InstanceSpec; powerOn: boolean; sourceHost?: string }) => {
       if (!instance || typeof instance.uuid !== 'string' || typeof instance.name !== 'string') throw new BadRequest('finishMigration needs an instance with a uuid and a name');
-      return { powerState: await driver.finishMigration(instance, powerOn !== false) };
+      return { powerState: await driver.finishMigration(instance, powerOn !== false, { sourceHost: typeof sourceHost === 'string' ? sourceHost : undefined }) };
     },
     confirmMigration: async ({ uuid }: { uuid: string }) => {
       if (typeof uuid !== 'string') throw new BadRequest('confirmMigration needs a uuid');

@@ -21,6 +21,7 @@ import './resize-actions.js';
 import { migrationRoutes } from './migrations.js';
 import { serverMigrationRoutes } from './live-migration.js';
 import { serverNetworkingRoutes } from './server-networking.js';
+import { diagnosticsRoutes } from './diagnostics.js';
 
 export const MIN_MICROVERSION = '2.1';
 export const MAX_MICROVERSION = '2.79';
@@ -53,6 +54,7 @@ async function resources(app: FastifyInstance, deps: ComputeApiDeps): Promise<vo
   migrationRoutes(app, deps);
   serverMigrationRoutes(app, deps);
   serverNetworkingRoutes(app, deps);
+  diagnosticsRoutes(app, deps);
 }
 
 export function computeApi(deps: ComputeApiDeps & { tokens: TokenValidator }) {

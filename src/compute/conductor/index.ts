@@ -23,6 +23,7 @@ import { transaction } from '../../db/index.js';
 import { liveMigrateWorkflow } from './live-migrate.js';
 import { evacuateWorkflow } from './evacuate.js';
 import { hostHandlers } from './host-handlers.js';
+import { imageDataHandlers } from './image-data.js';
 import { registerImageWorkflows, shelvedOffloadPoller } from './shelve.js';
 import { SystemMetadataStore } from '../system-metadata.js';
 import type { InstanceNetworking } from '../networking.js';
@@ -114,6 +115,7 @@ export class Conductor {
     const handlers = hostHandlers(this.deps.hosts);
     this.subscription = await this.deps.bus.serve(CONDUCTOR_TOPIC, {
       ...handlers,
+      ...imageDataHandlers(this.deps.images),
       registerHost: async (args, context) => {
         const result = await handlers.registerHost(args, context);
         // After an agent restart, remove what it still runs that the database says is gone or elsewhere.

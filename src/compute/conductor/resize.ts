@@ -241,7 +241,7 @@ async function finishOnDestination(ctx: ConductorContext, data: ResizeData, inst
     powerState = (await ctx.actions.withEvent(data.actionId, 'compute_finish_resize', dest, async () => {
       // The ports follow the instance to the destination (Nova's migrate_instance_finish) before it starts there.
       await ctx.networking.rebind(instance, dest);
-      return ctx.agent(dest, ctx.spawnTimeoutMs).finishMigration({ instance: await specOf(ctx, instance, newFlavor), powerOn: data.oldVmState !== VmState.STOPPED });
+      return ctx.agent(dest, ctx.spawnTimeoutMs).finishMigration({ instance: await specOf(ctx, instance, newFlavor), powerOn: data.oldVmState !== VmState.STOPPED, sourceHost: migration.sourceCompute ?? undefined });
     })).powerState;
   } catch (err) {
     // As Nova: the instance is the destination's now; it stays there in ERROR, and the source's allocations are dropped.

@@ -71,6 +71,38 @@ export interface LiveMigrationJob {
   diskRemaining: number;
   /** Why it failed, when it did. */
   error?: string;
+  /** When the hypervisor reports them (QEMU's query-migrate total-time and downtime), for `nubo bench vm`. */
+  totalTimeMs?: number;
+  downtimeMs?: number;
+}
+
+/**
+ * One instance's diagnostics in Nova's standard shape (nova/objects/diagnostics.py, the API from 2.48).
+ * Counters are totals since the guest started. `name` on disks and NICs is the device name the
+ * pre-2.48 flat dict uses as its key prefix (vda_read, tap0_rx, ...); it is not shown from 2.48.
+ * A counter the hypervisor does not give is null.
+ */
+export interface InstanceDiagnostics {
+  /** 'pending' | 'running' | 'paused' | 'shutdown' | 'crashed' | 'suspended' (Nova's power state names). */
+  state: string;
+  /** The virt driver ('fake', 'qemu'). */
+  driver: string;
+  /** The hypervisor ('fake', 'qemu' under TCG, 'kvm'). */
+  hypervisor: string | null;
+  hypervisorOs: string | null;
+  /** Seconds since the guest started. */
+  uptime: number | null;
+  configDrive: boolean;
+  /** MiB: maximum is the guest's memory size, used what the host really backs it with (RSS) where known. */
+  memoryDetails: { maximum: number | null; used: number | null };
+  /** Per vCPU: time in nanoseconds, utilisation in percent (null when not measured). */
+  cpuDetails: { id: number; time: number | null; utilisation: number | null }[];
+  diskDetails: { name: string; readBytes: number | null; readRequests: number | null; writeBytes: number | null; writeRequests: number | null; errorsCount: number | null }[];
+  nicDetails: {
+    name: string; macAddress: string | null;
+    rxOctets: number | null; rxErrors: number | null; rxDrop: number | null; rxPackets: number | null; rxRate: number | null;
+    txOctets: number | null; txErrors: number | null; txDrop: number | null; txPackets: number | null; txRate: number | null;
+  }[];
 }
 
 export interface VirtDriver {
@@ -113,6 +145,12 @@ export interface VirtDriver {
    * still answers (as Nova's libvirt driver does): the proxy then finds nothing listening.
    */
   getVncConsole(uuid: string): Promise<VncConsole>;
+  /**
+   * The running instance's diagnostics (Nova's get_instance_diagnostics). Optional: an agent whose driver
+   * lacks it answers "not supported" and the API a 501, as Nova does for a driver's NotImplementedError.
+   * NotFound when the driver does not have the instance.
+   */
+  diagnostics?(uuid: string): Promise<InstanceDiagnostics>;
   /**
    * The instance's root disk as it is now, as image data (Nova's snapshot). The instance keeps
    * running (or stays stopped/paused); NotFound when the driver does not have it. The data is
@@ -172,11 +210,11 @@ export interface VirtDriver {
    */
   migrateDiskAndPowerOff(uuid: string, flavor: InstanceSpec['flavor'], options?: { timeoutSeconds?: number }): Promise<void>;
   /**
-   * Destination: creates the instance from the migrated disk with the spec's (new) flavor, running when
+   * Destination: creates the instance from the migrated disk (fetched from `options.sourceHost`, which the QEMU driver needs) with the spec's (new) flavor, running when
    * `powerOn`, shut off otherwise; resolves with its power state. When the instance already exists here
    * (a repeat) it answers its power state. A failure cleans up what it created.
    */
-  finishMigration(instance: InstanceSpec, powerOn: boolean): Promise<PowerStateValue>;
+  finishMigration(instance: InstanceSpec, powerOn: boolean, options?: { sourceHost?: string }): Promise<PowerStateValue>;
   /** Source, on confirm: removes the held source copy. Succeeds when there is none. */
   confirmMigration(uuid: string): Promise<void>;
   /** Destination, on revert: removes the instance created by finishMigration, never a held source copy. Succeeds when gone. */

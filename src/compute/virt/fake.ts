@@ -14,10 +14,11 @@
 //   [fake_driver] migrate_delay_ms (0)                             how long each step of a resize/cold migration takes
 //   [fake_driver] live_migration_duration_ms (0)                   how long a live migration's transfer takes
 //   [fake_driver] live_migration_fails (false)                     live migrations from this host fail at the end of the transfer
+//   [fake_driver] vnc_port_base (5900)                             the VNC port of the host's first instance (tests point it at a real VNC server)
 import type { Config } from '../../core/config.js';
 import { BadRequest, Conflict, InternalError, NotFound, ServiceUnavailable } from '../../core/errors.js';
-import { PowerState, type InstanceSpec, type InstanceVif, type PowerStateValue } from '../rpc.js';
-import type { DiskSnapshot, DriverCapabilities, HostResources, LiveMigrationJob, PowerOperation, VirtDriver, VncConsole } from './driver.js';
+import { POWER_STATE_NAMES, PowerState, type InstanceSpec, type InstanceVif, type PowerStateValue } from '../rpc.js';
+import type { DiskSnapshot, DriverCapabilities, HostResources, InstanceDiagnostics, LiveMigrationJob, PowerOperation, VirtDriver, VncConsole } from './driver.js';
 
 export const FAKE_HYPERVISOR_TYPE = 'fake';
 export const FAKE_HYPERVISOR_VERSION = 1000;
@@ -57,6 +58,8 @@ export interface FakeDriverSettings {
   liveMigrationDurationMs: number;
   /** Live migrations from this host fail when the transfer ends ([fake_driver] live_migration_fails). */
   liveMigrationFails: boolean;
+  /** The VNC port getVncConsole gives the first instance, +1 for each next ([fake_driver] vnc_port_base). */
+  vncPortBase: number;
 }
 
 /** Reads and checks the [fake_driver] options; a bad value is a BadRequest naming the option. */
@@ -96,6 +99,7 @@ export function fakeDriverSettings(config: Config): FakeDriverSettings {
     migrateDelayMs: delay('migrate_delay_ms'),
     liveMigrationDurationMs: delay('live_migration_duration_ms'),
     liveMigrationFails: config.getBool('fake_driver', 'live_migration_fails', false),
+    vncPortBase: count('vnc_port_base', 5900, 1),
     failSnapshotNamePattern: regex('fail_snapshot_name_pattern'),
     failRescueNamePattern: regex('fail_rescue_name_pattern'),
     failRebuildNamePattern: regex('fail_rebuild_name_pattern'),
@@ -112,7 +116,7 @@ interface FakeInstance {
   /** The flavor's memory and root disk, the sizes a live migration transfers. */
   memoryMb: number;
   diskGb: number;
-  /** The display of the instance's (pretend) VNC server, 5900 + n, as QEMU's -vnc :n would. */
+  /** The port of the instance's (pretend) VNC server, 5900 + n by default, as QEMU's -vnc :n would. */
   vncPort: number;
   /** The root disk's content, line by line (what a snapshot returns). */
   disk: string[];
@@ -125,6 +129,26 @@ interface FakeInstance {
 /** What the fake "installs" on a root disk from an image. */
 function freshDisk(instance: InstanceSpec): string[] {
   return ['nubo fake disk', `instance ${instance.uuid}`, `image ${instance.image?.id ?? 'none'}`, `hostname ${instance.hostname}`];
+}
+
+/** What diagnostics reports about an instance besides its counters: its devices and when it booted here. */
+interface FakeDiagnosticFacts {
+  bootedAt: number;
+  vcpus: number;
+  memoryMb: number;
+  configDrive: boolean;
+  ephemeral: boolean;
+  swap: boolean;
+  /** Nova's libvirt names a port's tap device "tap" + the first 11 characters of the port id. */
+  nics: { name: string; macAddress: string }[];
+}
+
+function diagnosticFacts(spec: InstanceSpec): FakeDiagnosticFacts {
+  return {
+    bootedAt: Date.now(), vcpus: spec.flavor.vcpus, memoryMb: spec.flavor.memoryMb, configDrive: spec.configDrive,
+    ephemeral: spec.flavor.ephemeralGb > 0, swap: spec.flavor.swapMb > 0,
+    nics: (spec.vifs ?? []).map((vif) => ({ name: `tap${vif.portId.slice(0, 11)}`, macAddress: vif.macAddress })),
+  };
 }
 
 /** A live migration job on the source: its progress, and the timer that moves it on. */
@@ -158,6 +182,8 @@ export class FakeDriver implements VirtDriver {
   private readonly jobs = new Map<string, FakeJob>();
   private readonly waits = new Set<{ timer: NodeJS.Timeout; reject: (err: Error) => void }>();
   private closed = false;
+  /** Per instance, what its diagnostics describe (set when it boots here: spawn, rebuild, arrival by a move). */
+  private readonly facts = new Map<string, FakeDiagnosticFacts>();
   /** The next free VNC display; displays are not reused while the driver runs. */
   private nextDisplay = 0;
 
@@ -198,7 +224,8 @@ export class FakeDriver implements VirtDriver {
         throw new InternalError(`Fake driver: spawn of instance ${instance.uuid} failed (injected by [fake_driver] spawn_failure_rate)`);
       }
       if (attempt.cancelled) throw new InternalError(`Fake driver: instance ${instance.uuid} was destroyed while it was being spawned`);
-      this.instances.set(instance.uuid, { name: instance.name, powerState: PowerState.RUNNING, console: [`fake console of ${instance.name} (${instance.uuid})`, 'booted'], disk: freshDisk(instance), vncPort: 5900 + this.nextDisplay++, vifs: [...(instance.vifs ?? [])], rootGb: instance.flavor?.rootGb, memoryMb: instance.flavor.memoryMb, diskGb: instance.flavor.rootGb });
+      this.instances.set(instance.uuid, { name: instance.name, powerState: PowerState.RUNNING, console: [`fake console of ${instance.name} (${instance.uuid})`, 'booted'], disk: freshDisk(instance), vncPort: this.settings.vncPortBase + this.nextDisplay++, vifs: [...(instance.vifs ?? [])], rootGb: instance.flavor?.rootGb, memoryMb: instance.flavor.memoryMb, diskGb: instance.flavor.rootGb });
+      this.facts.set(instance.uuid, diagnosticFacts(instance));
     } finally {
       if (this.spawning.get(instance.uuid) === attempt) this.spawning.delete(instance.uuid);
     }
@@ -212,6 +239,7 @@ export class FakeDriver implements VirtDriver {
     this.instances.delete(uuid);
     this.migrationSources.delete(uuid);
     this.incoming.delete(uuid);
+    this.facts.delete(uuid);
     const job = this.jobs.get(uuid);
     if (job?.timer) clearTimeout(job.timer);
     this.jobs.delete(uuid);
@@ -246,8 +274,9 @@ export class FakeDriver implements VirtDriver {
       memoryMb: spec.flavor.memoryMb, diskGb: spec.flavor.rootGb,
       console: [`fake console of ${spec.name} (${spec.uuid})`, `migrated here with flavor ${spec.flavor.name}`, ...(powerOn ? ['booted'] : [])],
       // The source host's disk content is on another agent: the copy here starts from the image's, marked as moved.
-      disk: [...freshDisk(spec), `migrated with flavor ${spec.flavor.name}`], vncPort: 5900 + this.nextDisplay++, vifs: [...(spec.vifs ?? [])],
+      disk: [...freshDisk(spec), `migrated with flavor ${spec.flavor.name}`], vncPort: this.settings.vncPortBase + this.nextDisplay++, vifs: [...(spec.vifs ?? [])],
     });
+    this.facts.set(spec.uuid, diagnosticFacts(spec));
     return powerOn ? PowerState.RUNNING : PowerState.SHUTDOWN;
   }
 
@@ -392,10 +421,11 @@ export class FakeDriver implements VirtDriver {
     const console = existing?.console ?? [`fake console of ${spec.name} (${spec.uuid})`];
     console.push(`rebuilt from image ${spec.image?.id ?? 'none'}${options.preserveEphemeral ? ' (ephemeral disk kept)' : ''}`, 'booted');
     this.instances.set(spec.uuid, {
-      name: spec.name, powerState: PowerState.RUNNING, console, disk: freshDisk(spec), vncPort: existing?.vncPort ?? 5900 + this.nextDisplay++,
+      name: spec.name, powerState: PowerState.RUNNING, console, disk: freshDisk(spec), vncPort: existing?.vncPort ?? this.settings.vncPortBase + this.nextDisplay++,
       rootGb: spec.flavor.rootGb, memoryMb: spec.flavor.memoryMb, diskGb: spec.flavor.rootGb, vifs: [...(spec.vifs ?? existing?.vifs ?? [])],
       ...(spec.adminPass ? { adminPassword: spec.adminPass } : {}),
     });
+    this.facts.set(spec.uuid, diagnosticFacts(spec));
     return PowerState.RUNNING;
   }
 
@@ -407,6 +437,40 @@ export class FakeDriver implements VirtDriver {
   /** Test hook: whether the instance runs from a rescue image, and which. */
   rescuedFrom(uuid: string): string | null {
     return this.instances.get(uuid)?.rescue?.imageId ?? null;
+  }
+
+  /**
+   * Deterministic counters that grow with the time since the instance booted here: each vCPU busy 10%
+   * of the time, the root disk read 4 KiB and written 8 KiB per second, each NIC 1500 octets each way per second.
+   */
+  async diagnostics(uuid: string): Promise<InstanceDiagnostics> {
+    const instance = this.get(uuid);
+    let facts = this.facts.get(uuid);
+    if (!facts) {
+      facts = { bootedAt: Date.now(), vcpus: 1, memoryMb: instance.memoryMb, configDrive: false, ephemeral: false, swap: false, nics: [] };
+      this.facts.set(uuid, facts);
+    }
+    const ms = Math.max(0, Date.now() - facts.bootedAt);
+    const seconds = ms / 1000;
+    const disks = ['vda', ...(facts.ephemeral ? ['vdb'] : []), ...(facts.swap ? ['vdc'] : [])];
+    return {
+      state: POWER_STATE_NAMES[instance.powerState], driver: 'fake', hypervisor: 'fake', hypervisorOs: 'fake-os', uptime: Math.floor(seconds),
+      configDrive: facts.configDrive,
+      memoryDetails: { maximum: facts.memoryMb, used: Math.min(facts.memoryMb, Math.ceil(facts.memoryMb / 4)) },
+      cpuDetails: Array.from({ length: facts.vcpus }, (_, id) => ({ id, time: Math.round(ms * 1e5), utilisation: 10 })),
+      diskDetails: disks.map((name, i) => ({
+        name, readBytes: i === 0 ? 262144 + Math.round(seconds * 4096) : 0, readRequests: i === 0 ? 112 + Math.round(seconds) : 0,
+        writeBytes: i === 0 ? Math.round(seconds * 8192) : 0, writeRequests: i === 0 ? Math.round(seconds * 2) : 0, errorsCount: 0,
+      })),
+      nicDetails: facts.nics.map((nic) => {
+        const octets = Math.round(seconds * 1500);
+        const packets = Math.round(seconds);
+        return {
+          name: nic.name, macAddress: nic.macAddress, rxOctets: octets, rxErrors: 0, rxDrop: 0, rxPackets: packets, rxRate: null,
+          txOctets: octets, txErrors: 0, txDrop: 0, txPackets: packets, txRate: null,
+        };
+      }),
+    };
   }
 
   async triggerCrashDump(uuid: string): Promise<void> {
@@ -494,8 +558,10 @@ export class FakeDriver implements VirtDriver {
       name: spec.name, powerState, memoryMb: spec.flavor.memoryMb, diskGb: spec.flavor.rootGb, rootGb: spec.flavor.rootGb, vifs: [...(spec.vifs ?? [])],
       console: [`fake console of ${spec.name} (${uuid})`, `live migrated in from ${sourceHost}`],
       // The source's disk content is on another agent: the copy here starts from the image's, marked as moved.
-      disk: [...freshDisk(spec), `live migrated from ${sourceHost}`], vncPort: 5900 + this.nextDisplay++,
+      disk: [...freshDisk(spec), `live migrated from ${sourceHost}`], vncPort: this.settings.vncPortBase + this.nextDisplay++,
     });
+    // The guest keeps running across a live migration, so its uptime does too.
+    this.facts.set(uuid, { ...diagnosticFacts(spec), bootedAt: this.facts.get(uuid)?.bootedAt ?? Date.now() });
     return powerState;
   }
 

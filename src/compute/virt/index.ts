@@ -1,12 +1,14 @@
 // The virt driver registry: a plain name → factory map (no switch statements). Each driver is
 // probed once per process (is it usable here? KVM or TCG, binaries present...) and the answer
 // is kept, so a thousand agents in one process do not probe a thousand times.
-//   [compute] driver = fake | qemu      which driver an agent runs
+//   [compute] driver = fake | qemu      which driver an agent runs (qemu: src/compute/virt/qemu)
 import type { Config } from '../../core/config.js';
 import { BadRequest, ServiceUnavailable } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import type { VirtDriver } from './driver.js';
 import { FakeDriver, fakeDriverSettings } from './fake.js';
+import { qemuDriverFactory } from './qemu/index.js';
+import type { Bus } from '../../bus/types.js';
 
 export type { VirtDriver, DriverCapabilities, HostResources } from './driver.js';
 export { NO_CAPABILITIES } from './driver.js';
@@ -19,6 +21,8 @@ export interface VirtDriverContext {
   logger: Logger;
   /** Where the driver may keep files (instances, image cache), when it needs any. */
   dataDir?: string;
+  /** The agent's message bus (drivers that fetch images or serve metadata over it: qemu). */
+  bus?: Bus;
 }
 
 /** The result of probing a driver: whether it can run in this process, and what it found. */
@@ -41,6 +45,7 @@ const factories = new Map<string, VirtDriverFactory>([
     probe: async () => ({ operational: true, info: 'in-memory fake hypervisor' }),
     create: ({ config }) => new FakeDriver(fakeDriverSettings(config)),
   }],
+  ['qemu', qemuDriverFactory],
 ]);
 
 const probes = new Map<string, Promise<DriverStatus>>();

@@ -1,0 +1,266 @@
+// A real guest under QEMU (TCG) through the Compute API: the cloud runs in-process with
+// [compute] driver = qemu, the test guest (scripts/build-test-image) is uploaded to the Image
+// service, and one server goes through boot, console output, stop/start, pause/unpause,
+// suspend/resume, soft and hard reboot, an agent restart (re-adoption) and delete. One guest
+// for all of it: every boot costs about 9 s of TCG.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { startComputeAgent } from '../../src/compute/agent/agent.js';
+import { createLogger } from '../../src/core/log.js';
+import { ADMIN_PASSWORD, ComputeCloud, assertError, sleep } from '../compute/harness.js';
+import { testGuestImage } from '../support/guest.js';
+import { send, startTestCloud } from '../support/in-process.js';
+
+const has = (cmd: string, arg = '--version') => spawnSync(cmd, [arg], { stdio: 'ignore' }).status === 0;
+const skip = !has('qemu-system-x86_64') ? 'qemu-system-x86_64 is not installed (scripts/install-system-deps.sh)'
+  : !has('qemu-img') ? 'qemu-img is not installed'
+  : !has('genisoimage') ? 'genisoimage is not installed'
+  : !has('socat', '-V') ? 'socat is not installed'
+  : undefined;
+
+const BOOT_MS = 90_000;
+const userData = '#!/bin/sh\necho hello from user data\n';
+
+describe('QEMU driver through the Compute API', { skip, timeout: 600_000 }, () => {
+  let cc: ComputeCloud;
+  let imageId: string;
+  let serverId: string;
+  const started = Date.now();
+  const elapsed = () => `${((Date.now() - started) / 1000).toFixed(1)} s`;
+
+  const consoleText = async (length?: number): Promise<string> => {
+    const res = await cc.act(serverId, { 'os-getConsoleOutput': length === undefined ? {} : { length } });
+    assert.equal(res.status, 200, res.text);
+    return res.body.output as string;
+  };
+  const count = (text: string, marker: RegExp) => [...text.matchAll(new RegExp(marker.source, 'g'))].length;
+  const heartbeats = (text: string) => [...text.matchAll(/NUBO-HEARTBEAT (\d+)/g)].map((m) => Number(m[1]));
+  /** Waits until the console log satisfies `done`; returns the log. */
+  const waitConsole = async (what: string, done: (text: string) => boolean, timeoutMs = BOOT_MS): Promise<string> => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const text = await consoleText();
+      if (done(text)) return text;
+      if (Date.now() > deadline) assert.fail(`${what}: not seen within ${timeoutMs / 1000} s; console tail:\n${text.slice(-2000)}`);
+      await sleep(250);
+    }
+  };
+  const readyCount = (text: string) => count(text, /=== NUBO-GUEST-READY uptime=[\d.]+ ===/);
+  const lastBeat = (text: string) => heartbeats(text).pop() ?? 0;
+  /** Runs a server action and waits until the server reaches `status` with no task. */
+  const actAndWait = async (body: unknown, status: string) => {
+    const res = await cc.act(serverId, body);
+    assert.equal(res.status, 202, res.text);
+    const server = await cc.waitServer(serverId, (s) => s['OS-EXT-STS:task_state'] === null && s.status === status, undefined, 120_000);
+    assert.equal(server.status, status);
+    return server;
+  };
+  const instanceDir = () => join(cc.dataDir, 'instances', serverId);
+
+  before(async () => {
+    const guest = testGuestImage();
+    cc = await startTestCloud('vm', { compute: { driver: 'qemu' }, qemu: { accelerator: 'tcg' }, DEFAULT: { shutdown_timeout: '20' } }, async (cloud, dataDir) => {
+      const c = new ComputeCloud(cloud, dataDir);
+      const admin = await c.token('admin', ADMIN_PASSWORD, 'admin');
+      Object.assign(c, { adminToken: admin.token, adminProject: admin.projectId, adminUser: admin.userId });
+      return c;
+    });
+    const created = await cc.post('/image/v2/images', { name: 'nubo-test-guest', disk_format: 'qcow2', container_format: 'bare', visibility: 'public' });
+    assert.equal(created.status, 201, created.text);
+    imageId = created.body.id;
+    const upload = await send(cc.url(`/image/v2/images/${imageId}/file`), 'PUT', { 'X-Auth-Token': cc.adminToken, 'Content-Type': 'application/octet-stream' }, readFileSync(guest));
+    assert.equal(upload.status, 204, upload.text);
+  });
+
+  after(async () => {
+    // QEMUs outlive the agent: end whatever a failed test left running before the cloud and its directory go.
+    const driver = cc?.cloud.agents[0]?.driver;
+    for (const uuid of (await driver?.listInstances()) ?? []) await driver!.destroy(uuid);
+    await cc?.close();
+  });
+
+  it('reports a QEMU hypervisor with the accelerator it uses', async () => {
+    const res = await cc.get('/os-hypervisors/detail', { microversion: '2.28' });
+    assert.equal(res.status, 200, res.text);
+    const [hv] = res.body.hypervisors;
+    assert.equal(hv.hypervisor_type, 'QEMU');
+    assert.ok(hv.hypervisor_version >= 2_000_000, `version ${hv.hypervisor_version}`);
+    assert.equal(hv.cpu_info.accelerator, 'tcg');
+    assert.ok(hv.vcpus >= 1 && hv.memory_mb > 0 && hv.local_gb > 0, JSON.stringify(hv));
+  });
+
+  it('boots the guest: ACTIVE, markers and heartbeats in the console output', async () => {
+    const bootStart = Date.now();
+    // A flavor with CPU limits (Nova's quota:* extra specs) that do not slow a 1-vCPU TCG guest down.
+    const flavor = await cc.post('/flavors', { flavor: { name: 'vm.limited', ram: 512, vcpus: 1, disk: 1, id: 'vm-limited' } });
+    assert.equal(flavor.status, 200, flavor.text);
+    const specs = await cc.post('/flavors/vm-limited/os-extra_specs', { extra_specs: { 'quota:cpu_shares': '1536', 'quota:cpu_period': '100000', 'quota:cpu_quota': '200000' } });
+    assert.equal(specs.status, 200, specs.text);
+    const server = await cc.boot({ name: 'qemu-vm', imageRef: imageId, flavorRef: 'vm-limited', config_drive: true, user_data: Buffer.from(userData).toString('base64') });
+    serverId = server.id;
+    const active = await cc.waitServer(serverId, (s) => s.status !== 'BUILD', undefined, BOOT_MS);
+    assert.equal(active.status, 'ACTIVE', JSON.stringify(active.fault));
+    assert.equal(active['OS-EXT-STS:power_state'], 1);
+    const activeMs = Date.now() - bootStart;
+    const log = await waitConsole('NUBO-GUEST-READY and two heartbeats', (t) => readyCount(t) === 1 && heartbeats(t).length >= 2);
+    console.log(`# boot: ACTIVE after ${activeMs} ms, guest ready after ${Date.now() - bootStart} ms (${elapsed()})`);
+    assert.match(log, /^NUBO-GUEST-BOOT\r?$/m);
+    assert.match(log, new RegExp(`^NUBO-CONFIG-DRIVE-UUID ${serverId}\\r?$`, 'm'));
+    assert.match(log, new RegExp(`^NUBO-METADATA-UUID ${serverId}\\r?$`, 'm'));
+    assert.match(log, /^NUBO-HOSTNAME qemu-vm(\.novalocal)?\r?$/m);
+    assert.match(log, new RegExp(`^NUBO-USER-DATA-BYTES ${Buffer.byteLength(userData)}\\r?$`, 'm'));
+    for (const file of ['disk', 'disk.config', 'console.log', 'qmp.sock', 'metadata.sock', 'qemu.pid', 'instance.json']) {
+      assert.ok(existsSync(join(instanceDir(), file)), `${file} in the instance directory`);
+    }
+    // QEMU runs in its own cpu cgroup with the flavor's limits.
+    const pid = readFileSync(join(instanceDir(), 'qemu.pid'), 'utf8').trim();
+    if (existsSync('/sys/fs/cgroup/cpu/cgroup.procs')) {
+      assert.match(readFileSync(`/proc/${pid}/cgroup`, 'utf8'), new RegExp(`:cpu:/nubo/${serverId}$`, 'm'));
+      const cg = `/sys/fs/cgroup/cpu/nubo/${serverId}`;
+      assert.equal(readFileSync(`${cg}/cpu.shares`, 'utf8').trim(), '1536');
+      assert.equal(readFileSync(`${cg}/cpu.cfs_quota_us`, 'utf8').trim(), '200000');
+    }
+    const tail = await consoleText(3);
+    assert.equal(tail.trimEnd().split('\n').length, 3, JSON.stringify(tail));
+  });
+
+  it('answers a VNC console whose server speaks RFB', async () => {
+    const res = await cc.post(`/servers/${serverId}/remote-consoles`, { remote_console: { protocol: 'vnc', type: 'novnc' } }, { microversion: '2.6' });
+    assert.equal(res.status, 200, res.text);
+    assert.match(res.body.remote_console.url, /token(=|%3D)/);
+    const address = await cc.cloud.agents[0].driver.getVncConsole(serverId);
+    assert.equal(address.host, '127.0.0.1');
+    assert.ok(address.port && address.port >= 5900, JSON.stringify(address));
+    const banner = await new Promise<string>((resolve, reject) => {
+      const socket = connect(address.port!, address.host);
+      socket.once('data', (d) => { resolve(String(d)); socket.destroy(); });
+      socket.once('error', reject);
+    });
+    assert.match(banner, /^RFB 003\.00\d/);
+  });
+
+  it('answers os-server-diagnostics from QMP', async () => {
+    const res = await cc.get(`/servers/${serverId}/diagnostics`, { microversion: '2.48' });
+    assert.equal(res.status, 200, res.text);
+    const d = res.body;
+    assert.equal(d.state, 'running');
+    assert.equal(d.driver, 'qemu');
+    assert.equal(d.hypervisor, 'qemu');
+    assert.equal(d.config_drive, true);
+    assert.equal(d.num_cpus, 1);
+    assert.ok(d.cpu_details[0].time > 0, JSON.stringify(d.cpu_details));
+    assert.equal(d.memory_details.maximum, 512);
+    assert.ok(d.num_disks >= 2, JSON.stringify(d.disk_details)); // root disk and config drive
+    assert.ok(d.disk_details[0].read_bytes > 0, JSON.stringify(d.disk_details));
+    assert.equal(d.num_nics, 1);
+  });
+
+  it('refuses changePassword without a guest agent (409)', async () => {
+    const res = await cc.act(serverId, { changePassword: { adminPass: 'n3w-Passw0rd' } });
+    assertError(res, 409, /guest agent/);
+  });
+
+  it('pauses and unpauses: the heartbeat stops, then goes on', async () => {
+    await actAndWait({ pause: null }, 'PAUSED');
+    const paused = lastBeat(await consoleText());
+    await sleep(2500);
+    assert.ok(lastBeat(await consoleText()) <= paused + 1, 'no heartbeats while paused');
+    await actAndWait({ unpause: null }, 'ACTIVE');
+    await waitConsole('heartbeats after unpause', (t) => lastBeat(t) >= paused + 2, 15_000);
+  });
+
+  it('suspends and resumes: state saved to a file, the heartbeat continues without a reboot', async () => {
+    const before = lastBeat(await consoleText());
+    const suspendStart = Date.now();
+    const server = await actAndWait({ suspend: null }, 'SUSPENDED');
+    assert.equal(server['OS-EXT-STS:power_state'], 7);
+    assert.ok(existsSync(join(instanceDir(), 'vm.state')), 'vm.state written');
+    const suspendMs = Date.now() - suspendStart;
+    const resumeStart = Date.now();
+    await actAndWait({ resume: null }, 'ACTIVE');
+    const resumeMs = Date.now() - resumeStart;
+    const log = await waitConsole('heartbeats after resume', (t) => lastBeat(t) >= before + 2, 15_000);
+    assert.equal(readyCount(log), 1, 'the guest did not boot again');
+    assert.ok(!existsSync(join(instanceDir(), 'vm.state')), 'vm.state removed after resume');
+    console.log(`# suspend ${suspendMs} ms, resume ${resumeMs} ms`);
+  });
+
+  it('stops (ACPI) and starts: SHUTOFF, then the guest boots again', async () => {
+    const stopStart = Date.now();
+    const stopped = await actAndWait({ 'os-stop': null }, 'SHUTOFF');
+    assert.equal(stopped['OS-EXT-STS:power_state'], 4);
+    console.log(`# stop ${Date.now() - stopStart} ms`);
+    assert.ok(!existsSync(join(instanceDir(), 'qemu.pid')) || !isAlive(readFileSync(join(instanceDir(), 'qemu.pid'), 'utf8')), 'QEMU is gone');
+    // A stopped server still has its console log.
+    assert.match(await consoleText(), /NUBO-HEARTBEAT/);
+    await actAndWait({ 'os-start': null }, 'ACTIVE');
+    await waitConsole('a second boot', (t) => readyCount(t) === 2);
+  });
+
+  it('reboots soft and hard: the guest boots again each time', async () => {
+    await actAndWait({ reboot: { type: 'SOFT' } }, 'ACTIVE');
+    await waitConsole('a boot after the soft reboot', (t) => readyCount(t) === 3);
+    await actAndWait({ reboot: { type: 'HARD' } }, 'ACTIVE');
+    await waitConsole('a boot after the hard reboot', (t) => readyCount(t) === 4);
+  });
+
+  it('re-adopts the running guest after the agent restarts', async () => {
+    const agent = cc.cloud.agents[0];
+    const pid = Number(readFileSync(join(instanceDir(), 'qemu.pid'), 'utf8'));
+    await agent.close();
+    assert.ok(isAlive(String(pid)), 'QEMU outlives its agent');
+    const again = await startComputeAgent({ config: cc.cloud.config, bus: cc.cloud.bus, host: agent.host, logger: createLogger('agent-again'), dataDir: cc.dataDir });
+    cc.cloud.agents[0] = again;
+    await again.registered;
+    assert.deepEqual(await again.driver.listInstances(), [serverId]);
+    assert.equal(await again.driver.powerState(serverId), 1);
+    const before = lastBeat(await consoleText());
+    await waitConsole('heartbeats after the agent restart', (t) => lastBeat(t) >= before + 1, 10_000);
+    await actAndWait({ pause: null }, 'PAUSED');
+    await actAndWait({ unpause: null }, 'ACTIVE');
+  });
+
+  it('notices a guest that powers itself off: the server becomes SHUTOFF without an API call', async () => {
+    const pid = readFileSync(join(instanceDir(), 'qemu.pid'), 'utf8');
+    // The guest's ttyS0 is a busybox shell on the serial console socket.
+    await new Promise<void>((resolve, reject) => {
+      const socket = connect(join(instanceDir(), 'console.sock'), () => socket.end('\npoweroff -f\n', () => resolve()));
+      socket.once('error', reject);
+    });
+    const server = await cc.waitServer(serverId, (s) => s.status === 'SHUTOFF', undefined, 20_000);
+    assert.equal(server['OS-EXT-STS:power_state'], 4);
+    assert.ok(!isAlive(pid), 'QEMU exited');
+  });
+
+  it('deletes the server: QEMU ends and its directory goes', async () => {
+    await actAndWait({ 'os-start': null }, 'ACTIVE');
+    const pid = readFileSync(join(instanceDir(), 'qemu.pid'), 'utf8');
+    assert.ok(isAlive(pid), 'QEMU runs again');
+    const res = await cc.delete(`/servers/${serverId}`);
+    assert.equal(res.status, 204, res.text);
+    await cc.waitServer(serverId, (s) => s.status === 'DELETED', undefined, 30_000);
+    for (let i = 0; i < 50 && (isAlive(pid) || existsSync(instanceDir())); i++) await sleep(100);
+    assert.ok(!isAlive(pid), 'QEMU ended');
+    assert.ok(!existsSync(instanceDir()), 'instance directory removed');
+    assert.ok(!existsSync(`/sys/fs/cgroup/cpu/nubo/${serverId}`), 'cgroup removed');
+    // The cached image stays for the next server.
+    assert.ok(existsSync(join(cc.dataDir, 'instances', '_base', `${imageId}.qcow2`)));
+    console.log(`# whole run ${elapsed()}`);
+  });
+});
+
+function isAlive(pidText: string): boolean {
+  const pid = Number(pidText.trim());
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    return !/State:\s+Z/.test(status);
+  } catch {
+    return false;
+  }
+}
