@@ -13,15 +13,15 @@ export { startMetadataProxy, type MetadataProxy } from './proxy.js';
 export { buildConfigDrive, writeConfigDrive } from './config-drive.js';
 
 /**
- * The metadata service of a controller process, served on the bus. `networkInfo` defaults to no
- * ports: instances carry no bound ports until the Networking service binds them.
+ * The metadata service of a controller process, served on the bus. network_data.json and the
+ * EC2 addresses come from the instance's ports, as the compute service sees them (its VIFs).
  */
-export async function startMetadataService(options: { config: Config; bus: Bus; compute: ComputeServices; logger?: Logger; networkInfo?: NetworkInfoProvider }): Promise<{ service: MetadataService; close(): Promise<void> }> {
+export async function startMetadataService(options: { config: Config; bus: Bus; compute: ComputeServices; logger?: Logger }): Promise<{ service: MetadataService; close(): Promise<void> }> {
   const service = new MetadataService({
     instances: options.compute.instances,
     keypairs: options.compute.keypairs,
     serverPasswords: options.compute.serverPasswords,
-    networkInfo: options.networkInfo ?? (async () => []),
+    networkInfo: (uuid) => options.compute.networking.vifs(uuid),
     dhcpDomain: options.config.get('api', 'dhcp_domain', 'novalocal'),
     defaultAvailabilityZone: options.config.get('DEFAULT', 'default_availability_zone', 'nova'),
     staticVendorData: staticVendorData(options.config.getOptional('api', 'vendordata_jsonfile_path'), options.logger),

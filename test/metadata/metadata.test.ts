@@ -107,12 +107,35 @@ test('OpenStack tree: version list, listings, vendor and network data, 404s', as
   // [api] vendordata_jsonfile_path, Nova's StaticJSON provider: as is in vendor_data.json, under "static" in vendor_data2.json.
   assert.deepEqual(JSON.parse((await guest(proxyA.socketPath, '/openstack/latest/vendor_data.json')).text), vendorData);
   assert.deepEqual(JSON.parse((await guest(proxyA.socketPath, '/openstack/latest/vendor_data2.json')).text), { static: vendorData });
-  // No bound ports yet (the Networking service does not bind them): an empty network_data.json.
+  // Server A was booted with networks 'none': no ports, an empty network_data.json.
   assert.deepEqual(JSON.parse((await guest(proxyA.socketPath, '/openstack/latest/network_data.json')).text), { links: [], networks: [], services: [] });
   for (const path of ['/openstack/latest/nothing', '/openstack/2011-01-01/meta_data.json', '/openstack/2015-10-15/vendor_data2.json', '/openstack/2012-08-10/password', '/latest/meta-data/nothing', '/1999-01-01/meta-data/']) {
     const res = await guest(proxyA.socketPath, path);
     assert.equal(res.status, 404, path);
     assert.match(res.text, /^404 Not Found/, path);
+  }
+});
+
+test('network_data.json and local-ipv4 come from the ports the Networking service bound to the server', async () => {
+  const neutron = async (path: string, body: unknown) => {
+    const res = await fetch(`${cc.cloud.url}/networking/v2.0${path}`, { method: 'POST', headers: { 'X-Auth-Token': cc.adminToken, 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+    assert.equal(res.status, 201, await res.clone().text());
+    return res.json() as Promise<any>;
+  };
+  const { network } = await neutron('/networks', { network: { name: 'md-net' } });
+  const { subnet } = await neutron('/subnets', { subnet: { network_id: network.id, cidr: '10.42.0.0/24', ip_version: 4, enable_dhcp: false, dns_nameservers: ['10.42.0.53'] } });
+  const server = await cc.bootActive({ name: 'gamma', imageRef: await cc.createImage(), networks: [{ uuid: network.id, fixed_ip: '10.42.0.17' }] });
+  const proxy = await startMetadataProxy({ bus: cc.cloud.bus, uuid: server.id, socketPath: join(dir, 'c-metadata.sock') });
+  try {
+    const data = JSON.parse((await guest(proxy.socketPath, '/openstack/latest/network_data.json')).text);
+    assert.equal(data.links.length, 1);
+    assert.match(data.links[0].ethernet_mac_address, /^fa:16:3e(:[0-9a-f]{2}){3}$/);
+    assert.deepEqual(data.networks.map((n: any) => [n.type, n.ip_address, n.netmask, n.network_id, n.routes]),
+      [['ipv4', '10.42.0.17', '255.255.255.0', network.id, [{ network: '0.0.0.0', netmask: '0.0.0.0', gateway: subnet.gateway_ip }]]]);
+    assert.deepEqual(data.services, [{ type: 'dns', address: '10.42.0.53' }]);
+    assert.equal((await guest(proxy.socketPath, '/latest/meta-data/local-ipv4')).text, '10.42.0.17');
+  } finally {
+    await proxy.close();
   }
 });
 
