@@ -29,7 +29,7 @@ export class ComputeCloud {
   /** A path under /compute/v2.1 ('/servers'), another service's path ('/placement/...', '/image/...'), or a full URL. */
   url(path: string): string {
     if (/^https?:/.test(path)) return path;
-    if (/^\/(identity|image|placement|compute|network|volume)(\/|$)/.test(path)) return `${this.cloud.url}${path}`;
+    if (/^\/(identity|image|placement|compute|networking|volume)(\/|$)/.test(path)) return `${this.cloud.url}${path}`;
     return `${this.cloud.url}/compute/v2.1${path}`;
   }
 
