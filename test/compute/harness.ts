@@ -4,56 +4,23 @@ import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import type { Cloud } from '../../src/cli/cloud.js';
 import type { ConfigValues } from '../../src/core/config.js';
-import { ADMIN_PASSWORD, DEMO_PASSWORD, newProjectUser, projectToken, send, sleep, startTestCloud, type ApiResponse } from '../support/in-process.js';
+import { ADMIN_PASSWORD, DEMO_PASSWORD, ServiceClient, send, sleep, startTestCloud, type ApiResponse, type ServiceCallOptions } from '../support/in-process.js';
 
 export { ADMIN_PASSWORD, DEMO_PASSWORD, sleep, unique, type ApiResponse } from '../support/in-process.js';
 
-export interface CallOptions {
-  token?: string;
-  body?: unknown;
+export interface CallOptions extends ServiceCallOptions {
   /** Microversion sent as `OpenStack-API-Version: compute X.Y` (default: none, i.e. 2.1). */
   microversion?: string;
-  headers?: Record<string, string>;
 }
 
-export class ComputeCloud {
-  adminToken = '';
-  demoToken = '';
-  adminProject = '';
-  demoProject = '';
-  adminUser = '';
-  demoUser = '';
-
-  constructor(readonly cloud: Cloud, readonly dataDir: string) {}
-
-  /** A path under /compute/v2.1 ('/servers'), another service's path ('/placement/...', '/image/...'), or a full URL. */
-  url(path: string): string {
-    if (/^https?:/.test(path)) return path;
-    if (/^\/(identity|image|placement|compute|networking|volume)(\/|$)/.test(path)) return `${this.cloud.url}${path}`;
-    return `${this.cloud.url}/compute/v2.1${path}`;
+export class ComputeCloud extends ServiceClient<CallOptions> {
+  constructor(cloud: Cloud, dataDir: string) {
+    super(cloud, dataDir, '/compute/v2.1');
   }
 
-  async call<T = any>(method: string, path: string, options: CallOptions = {}): Promise<ApiResponse<T>> {
-    const headers: Record<string, string> = { Accept: 'application/json', ...options.headers };
-    headers['X-Auth-Token'] ??= options.token ?? this.adminToken;
-    if (headers['X-Auth-Token'] === '') delete headers['X-Auth-Token'];
-    if (options.microversion) headers['OpenStack-API-Version'] = `compute ${options.microversion}`;
-    let body: string | undefined;
-    if (options.body !== undefined) {
-      body = JSON.stringify(options.body);
-      headers['Content-Type'] ??= 'application/json';
-    }
-    return send<T>(this.url(path), method, headers, body);
+  protected override headersFor(options: CallOptions): Record<string, string> {
+    return options.microversion ? { 'OpenStack-API-Version': `compute ${options.microversion}` } : {};
   }
-
-  get = (path: string, options?: CallOptions) => this.call('GET', path, options);
-  post = (path: string, body: unknown, options?: CallOptions) => this.call('POST', path, { ...options, body });
-  put = (path: string, body: unknown, options?: CallOptions) => this.call('PUT', path, { ...options, body });
-  delete = (path: string, options?: CallOptions) => this.call('DELETE', path, options);
-
-  token = (user: string, password: string, project: string) => projectToken(this.cloud, user, password, project);
-  /** A new user with `role` on a new project; returns its token, project id and user id. */
-  projectUser = (name: string, role = 'member') => newProjectUser(this.cloud, name, role);
 
   /** Polls GET /servers/{id} until `done(server)` holds (default: status is not BUILD); returns the server. */
   async waitServer(id: string, done: (server: any) => boolean = (s) => s.status !== 'BUILD', token?: string, timeoutMs = 20_000): Promise<any> {

@@ -5,51 +5,16 @@ import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import type { Cloud } from '../../src/cli/cloud.js';
 import type { ConfigValues } from '../../src/core/config.js';
-import { ADMIN_PASSWORD, DEMO_PASSWORD, newProjectUser, projectToken, send, sleep, startTestCloud, type ApiResponse, type ProjectToken } from '../support/in-process.js';
+import { ADMIN_PASSWORD, DEMO_PASSWORD, ServiceClient, sleep, startTestCloud, type ApiResponse, type ServiceCallOptions } from '../support/in-process.js';
 
 export { ADMIN_PASSWORD, DEMO_PASSWORD, sleep, unique, type ApiResponse, type ProjectToken } from '../support/in-process.js';
 
-export interface CallOptions {
-  token?: string;
-  body?: unknown;
-  headers?: Record<string, string>;
-}
+export type CallOptions = ServiceCallOptions;
 
-export class NetworkCloud {
-  adminToken = '';
-  demoToken = '';
-  adminProject = '';
-  demoProject = '';
-
-  constructor(readonly cloud: Cloud, readonly dataDir: string) {}
-
-  /** A path under /networking/v2.0 ('/networks'), another service's path ('/compute/...'), or a full URL. */
-  url(path: string): string {
-    if (/^https?:/.test(path)) return path;
-    if (/^\/(identity|image|placement|compute|networking|volume)(\/|$)/.test(path)) return `${this.cloud.url}${path}`;
-    return `${this.cloud.url}/networking/v2.0${path}`;
+export class NetworkCloud extends ServiceClient {
+  constructor(cloud: Cloud, dataDir: string) {
+    super(cloud, dataDir, '/networking/v2.0');
   }
-
-  async call<T = any>(method: string, path: string, options: CallOptions = {}): Promise<ApiResponse<T>> {
-    const headers: Record<string, string> = { Accept: 'application/json', ...options.headers };
-    headers['X-Auth-Token'] ??= options.token ?? this.adminToken;
-    if (headers['X-Auth-Token'] === '') delete headers['X-Auth-Token'];
-    let body: string | undefined;
-    if (options.body !== undefined) {
-      body = JSON.stringify(options.body);
-      headers['Content-Type'] ??= 'application/json';
-    }
-    return send<T>(this.url(path), method, headers, body);
-  }
-
-  get = (path: string, options?: CallOptions) => this.call('GET', path, options);
-  post = (path: string, body: unknown, options?: CallOptions) => this.call('POST', path, { ...options, body });
-  put = (path: string, body: unknown, options?: CallOptions) => this.call('PUT', path, { ...options, body });
-  delete = (path: string, options?: CallOptions) => this.call('DELETE', path, options);
-
-  token = (user: string, password: string, project: string) => projectToken(this.cloud, user, password, project);
-  /** A new user with `role` on a new project; returns its token, project id and user id. */
-  projectUser = (name: string, role = 'member'): Promise<ProjectToken> => newProjectUser(this.cloud, name, role);
 
   /** POST /networks (201 asserted); returns the network. */
   async network(fields: Record<string, unknown> = {}, token?: string): Promise<any> {
