@@ -271,6 +271,9 @@ export class QemuDriver implements VirtDriver {
       if (instance.pid !== null) await this.kill(instance).catch(() => false);
       await instance.metadataProxy?.close().catch(() => undefined);
       await this.cgroups.remove(spec.uuid);
+      // The directory goes back to its previous owner, so the destroy that follows a failed spawn leaves the disk.
+      const path = instanceFiles(dir).spec;
+      await writeFile(`${path}.tmp`, JSON.stringify(existing, null, 1), { mode: 0o600 }).then(() => rename(`${path}.tmp`, path)).catch(() => undefined);
       throw err;
     }
   }
