@@ -25,7 +25,7 @@ import { qemuDiagnostics } from './diagnostics.js';
 import { createBlankDisk, createEphemeralDisk, createRootDisk, createSwapDisk } from './disks.js';
 import type { QemuHost } from './host.js';
 import { ImageCache } from './images.js';
-import { instanceFiles, launchQemu, qemuArgs, randomMac, runningPid, type InstanceRecord, type LaunchSettings } from './process.js';
+import { instanceFiles, isInstanceProcess, launchQemu, qemuArgs, randomMac, runningPid, startedByFile, type InstanceRecord, type LaunchSettings } from './process.js';
 import { QmpClient } from './qmp.js';
 import { LiveMigrations } from './migration.js';
 import { ColdMigrations, snapshotDisk } from './moves.js';
@@ -33,10 +33,10 @@ import { rebuildInstance, rescueInstance, unrescueInstance } from './rescue.js';
 
 export const QEMU_HYPERVISOR_TYPE = 'QEMU';
 
-/** What works on QEMU today (live migration: migration.ts;; snapshot, resize and cold migration: moves.ts; rescue and rebuild: rescue.ts); evacuate comes later. */
+/** What works on QEMU (live migration: migration.ts; snapshot, resize and cold migration: moves.ts; rescue and rebuild: rescue.ts; evacuate: spawn, from shared storage or the image). */
 export const QEMU_CAPABILITIES: DriverCapabilities = {
   supportsPause: true, supportsSuspend: true, supportsSnapshot: true, supportsRescue: true, supportsResize: true,
-  supportsLiveMigration: true, supportsEvacuate: false, supportsConsoleLog: true, supportsVncConsole: true,
+  supportsLiveMigration: true, supportsEvacuate: true, supportsConsoleLog: true, supportsVncConsole: true,
 };
 
 /** Image formats instances can boot from (the cache converts the others to qcow2). */
@@ -79,6 +79,15 @@ function powerStateOfStatus(status: string): PowerStateValue {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The instance.json in `dir`, or null when there is none (or it is unreadable). */
+async function readRecord(dir: string): Promise<InstanceRecord | null> {
+  try {
+    return JSON.parse(await readFile(instanceFiles(dir).spec, 'utf8')) as InstanceRecord;
+  } catch {
+    return null;
+  }
+}
 
 export class QemuDriver implements VirtDriver {
   readonly name = 'qemu';
@@ -140,6 +149,11 @@ export class QemuDriver implements VirtDriver {
         continue; // not an instance (or a spawn that died before writing its record): reconciliation cannot name it
       }
       if (record.spec?.uuid !== entry.name) continue;
+      if (!this.owns(record)) {
+        // Evacuated to another host sharing instances_path while this one was down: not ours any more.
+        await this.killOwnStaleQemu(dir);
+        continue;
+      }
       const instance: QemuInstance = { uuid: entry.name, dir, record, qmp: null, pid: runningPid(dir), metadataProxy: null };
       this.instances.set(instance.uuid, instance);
       if (instance.pid !== null) {
@@ -199,6 +213,9 @@ export class QemuDriver implements VirtDriver {
       if (this.instances.has(spec.uuid)) return; // a repeated spawn (a resumed workflow)
       if (!/^[0-9a-fA-F-]{36}$/.test(spec.uuid)) throw new BadRequest(`invalid instance uuid ${spec.uuid}`);
       const dir = join(this.instancesPath, spec.uuid);
+      const existing = await readRecord(dir);
+      // Evacuation onto shared storage (Nova's on_shared_storage): another host's instance directory is here, disk and all.
+      if (existing?.spec?.uuid === spec.uuid && !this.owns(existing) && existsSync(instanceFiles(dir).disk)) return this.spawnOnSharedStorage(spec, dir, existing);
       await rm(dir, { recursive: true, force: true }); // a leftover of a spawn that died with its agent
       const record: InstanceRecord = {
         spec,
@@ -233,11 +250,78 @@ export class QemuDriver implements VirtDriver {
     });
   }
 
+  /**
+   * Evacuated onto shared storage: the disks stay as they are (the guest's only copy), the record gets the new
+   * spec and this host as its owner, and QEMU boots from the existing disk. A failure leaves the directory.
+   */
+  private async spawnOnSharedStorage(spec: InstanceSpec, dir: string, existing: InstanceRecord): Promise<void> {
+    const record: InstanceRecord = { ...existing, spec, vncPort: null };
+    const instance: QemuInstance = { uuid: spec.uuid, dir, record, qmp: null, pid: null, metadataProxy: null };
+    const f = instanceFiles(dir);
+    try {
+      await rm(f.state, { force: true }); // an evacuated guest boots afresh
+      if (record.disks.configDrive) await writeConfigDrive(this.options.bus, spec.uuid, f.config);
+      await this.saveRecord(instance);
+      this.instances.set(spec.uuid, instance);
+      await this.startMetadata(instance);
+      await this.start(instance);
+      this.logger.info('spawned from the disk on shared storage (evacuation)', { uuid: spec.uuid, from: existing.host });
+    } catch (err) {
+      this.instances.delete(spec.uuid);
+      if (instance.pid !== null) await this.kill(instance).catch(() => false);
+      await instance.metadataProxy?.close().catch(() => undefined);
+      await this.cgroups.remove(spec.uuid);
+      // The directory goes back to its previous owner, so the destroy that follows a failed spawn leaves the disk.
+      const path = instanceFiles(dir).spec;
+      await writeFile(`${path}.tmp`, JSON.stringify(existing, null, 1), { mode: 0o600 }).then(() => rename(`${path}.tmp`, path)).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Whether this host owns an instance directory (see InstanceRecord.host). */
+  private owns(record: InstanceRecord): boolean {
+    return !record.host || record.host === this.options.host;
+  }
+
+  /** Ends the QEMU this host started in `dir` when it still runs and is not the owner's; never touches the owner's files. */
+  private async killOwnStaleQemu(dir: string): Promise<void> {
+    const marker = startedByFile(dir, this.options.host);
+    const pid = Number((await readFile(marker, 'utf8').catch(() => '')).trim());
+    if (Number.isInteger(pid) && pid > 0 && pid !== runningPid(dir) && isInstanceProcess(pid, dir)) {
+      this.logger.info('ending this host\'s QEMU of an instance another host owns now', { dir, pid });
+      try { process.kill(pid, 'SIGKILL'); } catch { /* gone meanwhile */ }
+      for (let i = 0; i < 50 && isInstanceProcess(pid, dir); i++) await sleep(100);
+    }
+    await rm(marker, { force: true });
+  }
+
+  /**
+   * Destroy on a host that no longer owns the (shared) directory: only what is this host's own goes — its QEMU if
+   * one still runs, its QMP connection, its metadata proxy, its cgroups. The directory and the owner's QEMU stay.
+   */
+  private async letGo(instance: QemuInstance): Promise<void> {
+    this.forgetProcess(instance);
+    await this.killOwnStaleQemu(instance.dir);
+    if (instance.metadataProxy) {
+      // Closing our proxy removes the socket path, which is the owner's proxy's now: keep that aside meanwhile.
+      const path = instanceFiles(instance.dir).metadata;
+      const aside = `${path}.keep`;
+      const moved = await rename(path, aside).then(() => true, () => false);
+      await instance.metadataProxy.close().catch(() => undefined);
+      if (moved) await rename(aside, path).catch(() => undefined);
+      instance.metadataProxy = null;
+    }
+    await this.cgroups.remove(instance.uuid);
+    this.logger.info('let go of an instance another host owns now (shared storage)', { uuid: instance.uuid });
+  }
+
   async destroy(uuid: string): Promise<void> {
     return this.serialized(uuid, async () => {
       const instance = this.instances.get(uuid) ?? { uuid, dir: join(this.instancesPath, uuid), record: null as unknown as InstanceRecord, qmp: null, pid: null, metadataProxy: null };
       this.instances.delete(uuid);
       if (!/^[0-9a-fA-F-]{36}$/.test(uuid)) return; // nothing of ours can have such a name
+      const onDisk = await readRecord(instance.dir);
+      if (onDisk && !this.owns(onDisk)) return this.letGo(instance);
       await this.teardown(instance);
       await rm(join(this.instancesPath, `${uuid}_resize`), { recursive: true, force: true }); // a copy held for a resize
     });
@@ -416,6 +500,7 @@ export class QemuDriver implements VirtDriver {
   }
 
   /** @internal (migration.ts) */ async saveRecord(instance: QemuInstance): Promise<void> {
+    instance.record.host = this.options.host; // whoever writes the record runs the instance
     const path = instanceFiles(instance.dir).spec;
     await writeFile(`${path}.tmp`, JSON.stringify(instance.record, null, 1), { mode: 0o600 });
     await rename(`${path}.tmp`, path);
@@ -526,6 +611,7 @@ export class QemuDriver implements VirtDriver {
     await rm(f.pid, { force: true });
     const cgroupProcs = await this.cgroups.prepare(instance.record.spec);
     instance.pid = await launchQemu(this.launch.emulator, qemuArgs(instance.dir, instance.record, this.launch, incoming), cgroupProcs);
+    await writeFile(startedByFile(instance.dir, this.options.host), `${instance.pid}\n`);
     await this.connect(instance, 10_000);
     await this.readVncPort(instance);
   }

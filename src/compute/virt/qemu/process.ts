@@ -31,7 +31,16 @@ export interface InstanceRecord {
   disks: { ephemeral: boolean; swap: boolean; configDrive: boolean };
   /** The VNC port of the last launch (answered while the guest is off, as Nova's libvirt does). */
   vncPort: number | null;
+  /**
+   * The host that owns the directory (the last to write this record). On a shared instances_path an evacuated
+   * instance's directory belongs to its new host: the old one, when it comes back, must leave it alone.
+   * Absent in records written before it existed: such a directory is its reader's.
+   */
+  host?: string;
 }
+
+/** The file where `host` records the pid of the QEMU it started in `dir` (qemu.pid is the owner's, shared). */
+export const startedByFile = (dir: string, host: string) => join(dir, `started-by.${host.replace(/[^\w.-]/g, '_')}.pid`);
 
 export interface LaunchSettings {
   emulator: string;
