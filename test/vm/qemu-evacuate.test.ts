@@ -11,9 +11,8 @@ import { after, before, describe, it } from 'node:test';
 import { startComputeAgent, type ComputeAgent } from '../../src/compute/agent/agent.js';
 import { runningPid } from '../../src/compute/virt/qemu/process.js';
 import { createLogger } from '../../src/core/log.js';
-import { ADMIN_PASSWORD, ComputeCloud, sleep } from '../compute/harness.js';
-import { testGuestImage } from '../support/guest.js';
-import { send, startTestCloud } from '../support/in-process.js';
+import { ComputeCloud, sleep } from '../compute/harness.js';
+import { startQemuCloud } from '../support/guest.js';
 
 const has = (cmd: string, arg = '--version') => spawnSync(cmd, [arg], { stdio: 'ignore' }).status === 0;
 const skip = !has('qemu-system-x86_64') ? 'qemu-system-x86_64 is not installed (scripts/install-system-deps.sh)'
@@ -74,20 +73,7 @@ describe('QEMU evacuate', { skip, timeout: 600_000 }, () => {
   });
 
   before(async () => {
-    const guest = testGuestImage();
-    cc = await startTestCloud('vm-ev', {
-      compute: { driver: 'qemu' }, qemu: { accelerator: 'tcg' }, DEFAULT: { shutdown_timeout: '10' },
-    }, async (cloud, dataDir) => {
-      const c = new ComputeCloud(cloud, dataDir);
-      const admin = await c.token('admin', ADMIN_PASSWORD, 'admin');
-      Object.assign(c, { adminToken: admin.token, adminProject: admin.projectId, adminUser: admin.userId });
-      return c;
-    });
-    const created = await cc.post('/image/v2/images', { name: 'nubo-test-guest', disk_format: 'qcow2', container_format: 'bare', visibility: 'public' });
-    assert.equal(created.status, 201, created.text);
-    imageId = created.body.id;
-    const upload = await send(cc.url(`/image/v2/images/${imageId}/file`), 'PUT', { 'X-Auth-Token': cc.adminToken, 'Content-Type': 'application/octet-stream' }, readFileSync(guest));
-    assert.equal(upload.status, 204, upload.text);
+    ({ cc, imageId } = await startQemuCloud('vm-ev', { DEFAULT: { shutdown_timeout: '10' } }));
   });
 
   after(async () => {
