@@ -19,7 +19,9 @@ import { PowerState } from './rpc.js';
 import type { ServerGroupService } from './server-groups.js';
 import type { InstanceNetworking } from './networking.js';
 
-export interface Caller { userId: string; projectId: string; isAdmin: boolean; requestId: string }
+import type { Caller } from '../http/auth.js';
+
+export type { Caller };
 
 export interface BlockDeviceRequest {
   boot_index?: number | string | null;

@@ -57,3 +57,21 @@ export function authOf(request: FastifyRequest): AuthContext {
   if (!request.auth) throw new Unauthorized();
   return request.auth;
 }
+
+/** Who is asking, as the services need it: the user, the project the token is scoped to, admin or not. */
+export interface Caller {
+  userId: string;
+  projectId: string;
+  isAdmin: boolean;
+  requestId: string;
+}
+
+export function callerOf(request: FastifyRequest): Caller {
+  const auth = authOf(request);
+  return {
+    userId: auth.userId,
+    projectId: auth.projectId ?? '',
+    isAdmin: auth.roles.some((r) => r.name.toLowerCase() === 'admin'),
+    requestId: request.id,
+  };
+}

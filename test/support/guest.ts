@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { buildTestGuestSync } from '../../src/cli/test-guest.js';
 import type { ConfigValues } from '../../src/core/config.js';
-import { ADMIN_PASSWORD, ComputeCloud } from '../compute/harness.js';
+import { ADMIN_PASSWORD, ComputeCloud, sleep } from '../compute/harness.js';
 import { send, startTestCloud } from './in-process.js';
 
 let built: string | undefined;
@@ -34,4 +34,25 @@ export async function startQemuCloud(name: string, config: ConfigValues = {}): P
   const upload = await send(cc.url(`/image/v2/images/${imageId}/file`), 'PUT', { 'X-Auth-Token': cc.adminToken, 'Content-Type': 'application/octet-stream' }, readFileSync(guest));
   assert.equal(upload.status, 204, upload.text);
   return { cc, imageId };
+}
+
+/** A server's console log through os-getConsoleOutput (`length` lines; all when undefined). */
+export async function guestConsole(cc: ComputeCloud, serverId: string, length?: number): Promise<string> {
+  const res = await cc.act(serverId, { 'os-getConsoleOutput': length === undefined ? {} : { length } });
+  assert.equal(res.status, 200, res.text);
+  return res.body.output as string;
+}
+
+/** The guest's NUBO-HEARTBEAT counters in a console log, in order. */
+export const heartbeats = (text: string): number[] => [...text.matchAll(/NUBO-HEARTBEAT (\d+)/g)].map((m) => Number(m[1]));
+
+/** Polls the server's console log until `done` holds; returns the log, or fails with its tail. */
+export async function waitForConsole(cc: ComputeCloud, serverId: string, what: string, done: (text: string) => boolean, timeoutMs = 90_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const text = await guestConsole(cc, serverId);
+    if (done(text)) return text;
+    if (Date.now() > deadline) assert.fail(`${what}: not seen within ${timeoutMs / 1000} s; console tail:\n${text.slice(-2000)}`);
+    await sleep(250);
+  }
 }

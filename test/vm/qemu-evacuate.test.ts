@@ -12,7 +12,7 @@ import { startComputeAgent, type ComputeAgent } from '../../src/compute/agent/ag
 import { runningPid } from '../../src/compute/virt/qemu/process.js';
 import { createLogger } from '../../src/core/log.js';
 import { ComputeCloud, sleep } from '../compute/harness.js';
-import { startQemuCloud } from '../support/guest.js';
+import { guestConsole, heartbeats, startQemuCloud, waitForConsole } from '../support/guest.js';
 
 const has = (cmd: string, arg = '--version') => spawnSync(cmd, [arg], { stdio: 'ignore' }).status === 0;
 const skip = !has('qemu-system-x86_64') ? 'qemu-system-x86_64 is not installed (scripts/install-system-deps.sh)'
@@ -28,22 +28,9 @@ describe('QEMU evacuate', { skip, timeout: 600_000 }, () => {
   let serverId: string;
   const extra: ComputeAgent[] = [];
 
-  const consoleText = async (): Promise<string> => {
-    const res = await cc.act(serverId, { 'os-getConsoleOutput': {} });
-    assert.equal(res.status, 200, res.text);
-    return res.body.output as string;
-  };
-  const heartbeats = (text: string) => [...text.matchAll(/NUBO-HEARTBEAT (\d+)/g)].map((m) => Number(m[1]));
+  const consoleText = () => guestConsole(cc, serverId);
   const readyCount = (text: string) => [...text.matchAll(/NUBO-GUEST-READY/g)].length;
-  const waitConsole = async (what: string, done: (text: string) => boolean, timeoutMs = 90_000): Promise<string> => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const text = await consoleText();
-      if (done(text)) return text;
-      if (Date.now() > deadline) assert.fail(`${what}: not seen within ${timeoutMs / 1000} s; console tail:\n${text.slice(-2000)}`);
-      await sleep(250);
-    }
-  };
+  const waitConsole = (what: string, done: (text: string) => boolean, timeoutMs = 90_000) => waitForConsole(cc, serverId, what, done, timeoutMs);
   const serviceOf = async (host: string) => (await cc.get(`/os-services?binary=nova-compute&host=${host}`, { microversion: '2.53' })).body.services[0].id as string;
   const setForcedDown = async (host: string, forcedDown: boolean) => {
     const res = await cc.put(`/os-services/${await serviceOf(host)}`, { forced_down: forcedDown }, { microversion: '2.53' });

@@ -13,7 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import { startComputeAgent, type ComputeAgent } from '../../src/compute/agent/agent.js';
 import { createLogger } from '../../src/core/log.js';
 import { ComputeCloud, sleep } from '../compute/harness.js';
-import { startQemuCloud } from '../support/guest.js';
+import { guestConsole, heartbeats, startQemuCloud, waitForConsole } from '../support/guest.js';
 
 const has = (cmd: string, arg = '--version') => spawnSync(cmd, [arg], { stdio: 'ignore' }).status === 0;
 const skip = !has('qemu-system-x86_64') ? 'qemu-system-x86_64 is not installed (scripts/install-system-deps.sh)'
@@ -31,21 +31,8 @@ describe('QEMU live migration between agents', { skip, timeout: 600_000 }, () =>
   let serverId: string;
   const extra: ComputeAgent[] = [];
 
-  const consoleText = async (): Promise<string> => {
-    const res = await cc.act(serverId, { 'os-getConsoleOutput': {} });
-    assert.equal(res.status, 200, res.text);
-    return res.body.output as string;
-  };
-  const heartbeats = (text: string) => [...text.matchAll(/NUBO-HEARTBEAT (\d+)/g)].map((m) => Number(m[1]));
-  const waitConsole = async (what: string, done: (text: string) => boolean, timeoutMs = 90_000): Promise<string> => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const text = await consoleText();
-      if (done(text)) return text;
-      if (Date.now() > deadline) assert.fail(`${what}: not seen within ${timeoutMs / 1000} s; console tail:\n${text.slice(-2000)}`);
-      await sleep(250);
-    }
-  };
+  const consoleText = () => guestConsole(cc, serverId);
+  const waitConsole = (what: string, done: (text: string) => boolean, timeoutMs = 90_000) => waitForConsole(cc, serverId, what, done, timeoutMs);
   const agentOf = (host: string) => [...cc.cloud.agents, ...extra].find((a) => a.host === host)!;
 
   before(async () => {

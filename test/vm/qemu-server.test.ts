@@ -12,7 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import { startComputeAgent } from '../../src/compute/agent/agent.js';
 import { createLogger } from '../../src/core/log.js';
 import { ComputeCloud, assertError, sleep } from '../compute/harness.js';
-import { startQemuCloud } from '../support/guest.js';
+import { guestConsole, heartbeats, startQemuCloud, waitForConsole } from '../support/guest.js';
 
 const has = (cmd: string, arg = '--version') => spawnSync(cmd, [arg], { stdio: 'ignore' }).status === 0;
 const skip = !has('qemu-system-x86_64') ? 'qemu-system-x86_64 is not installed (scripts/install-system-deps.sh)'
@@ -31,23 +31,9 @@ describe('QEMU driver through the Compute API', { skip, timeout: 600_000 }, () =
   const started = Date.now();
   const elapsed = () => `${((Date.now() - started) / 1000).toFixed(1)} s`;
 
-  const consoleText = async (length?: number): Promise<string> => {
-    const res = await cc.act(serverId, { 'os-getConsoleOutput': length === undefined ? {} : { length } });
-    assert.equal(res.status, 200, res.text);
-    return res.body.output as string;
-  };
+  const consoleText = (length?: number) => guestConsole(cc, serverId, length);
   const count = (text: string, marker: RegExp) => [...text.matchAll(new RegExp(marker.source, 'g'))].length;
-  const heartbeats = (text: string) => [...text.matchAll(/NUBO-HEARTBEAT (\d+)/g)].map((m) => Number(m[1]));
-  /** Waits until the console log satisfies `done`; returns the log. */
-  const waitConsole = async (what: string, done: (text: string) => boolean, timeoutMs = BOOT_MS): Promise<string> => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const text = await consoleText();
-      if (done(text)) return text;
-      if (Date.now() > deadline) assert.fail(`${what}: not seen within ${timeoutMs / 1000} s; console tail:\n${text.slice(-2000)}`);
-      await sleep(250);
-    }
-  };
+  const waitConsole = (what: string, done: (text: string) => boolean, timeoutMs = BOOT_MS) => waitForConsole(cc, serverId, what, done, timeoutMs);
   const readyCount = (text: string) => count(text, /=== NUBO-GUEST-READY uptime=[\d.]+ ===/);
   const lastBeat = (text: string) => heartbeats(text).pop() ?? 0;
   /** Runs a server action and waits until the server reaches `status` with no task. */

@@ -12,23 +12,7 @@ export interface ComputeApiDeps {
   maxLimit: number;
 }
 
-/** Who is asking, as the compute service needs it. */
-export interface Caller {
-  userId: string;
-  projectId: string;
-  isAdmin: boolean;
-  requestId: string;
-}
-
-export function callerOf(request: FastifyRequest): Caller {
-  const auth = authOf(request);
-  return {
-    userId: auth.userId,
-    projectId: auth.projectId ?? '',
-    isAdmin: auth.roles.some((r) => r.name.toLowerCase() === 'admin'),
-    requestId: request.id,
-  };
-}
+export { callerOf, type Caller } from '../../http/auth.js';
 
 /**
  * Checks a Nova policy rule against a target ({project_id, user_id} of the resource; the

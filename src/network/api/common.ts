@@ -27,23 +27,7 @@ export interface NetworkApiArea {
 
 export interface NeutronExtension { alias: string; name: string; description: string; updated: string }
 
-/** Who is asking, as the network service needs it. */
-export interface Caller {
-  userId: string;
-  projectId: string;
-  isAdmin: boolean;
-  requestId: string;
-}
-
-export function callerOf(request: FastifyRequest): Caller {
-  const auth = authOf(request);
-  return {
-    userId: auth.userId,
-    projectId: auth.projectId ?? '',
-    isAdmin: auth.roles.some((r) => r.name.toLowerCase() === 'admin'),
-    requestId: request.id,
-  };
-}
+export { callerOf, type Caller } from '../../http/auth.js';
 
 /**
  * Checks a Neutron policy rule (create_network, get_port:binding:host_id, ...) against the
