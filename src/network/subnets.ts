@@ -181,7 +181,10 @@ export class SubnetService {
       if ((addressMode === 'slaac' || addressMode === 'dhcpv6-stateless' || ra === 'slaac' || ra === 'dhcpv6-stateless') && cidr.prefixlen !== 64) {
         throw invalid(`Invalid CIDR ${formatCidr(cidr)} for IPv6 address mode. OpenStack uses the EUI-64 address format, which requires the prefix to be /64`);
       }
-      for (const other of await this.list({ networkId: network.id }, trx)) {
+      // A locking read sees the latest committed subnets (MariaDB's plain reads keep the transaction's snapshot).
+      let existing = trx.selectFrom('network_subnets').select('cidr').where('network_id', '=', network.id);
+      if (this.context.database.engine !== 'sqlite') existing = existing.forUpdate();
+      for (const other of await existing.execute()) {
         if (overlaps(parseCidr(other.cidr)!, cidr)) {
           throw invalid(`Requested subnet with cidr: ${formatCidr(cidr)} for network: ${network.id} overlaps with another subnet`);
         }
