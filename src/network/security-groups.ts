@@ -393,6 +393,13 @@ export class SecurityGroupService {
 
   // ---- groups -----------------------------------------------------------------------------------
 
+  /** Neutron's lists make the default group of the project listed (the caller's, or one an admin filters on). */
+  private async ensureDefaultForList(caller: SecurityGroupCaller | null, projectId: string | undefined): Promise<void> {
+    if (!caller) return;
+    const project = projectId ?? caller.projectId;
+    if (project && (project === caller.projectId || caller.isAdmin)) await this.ensureDefault(project);
+  }
+
   /** One group with its rules; 404 when it does not exist or the caller may not see its project. */
   async get(caller: SecurityGroupCaller | null, id: string): Promise<SecurityGroup> {
     const [group] = await this.groups(this.db, { ids: [id], projectId: caller && !caller.isAdmin ? caller.projectId : undefined });
@@ -405,10 +412,7 @@ export class SecurityGroupService {
    * default group as Neutron's list does (the caller's project, or the project it filters on).
    */
   async list(caller: SecurityGroupCaller | null, filter: { projectId?: string } = {}): Promise<SecurityGroup[]> {
-    if (caller) {
-      const project = filter.projectId ?? caller.projectId;
-      if (project && (project === caller.projectId || caller.isAdmin)) await this.ensureDefault(project);
-    }
+    await this.ensureDefaultForList(caller, filter.projectId);
     const scope = caller && !caller.isAdmin ? caller.projectId : filter.projectId;
     return this.groups(this.db, { projectId: scope });
   }
@@ -502,10 +506,7 @@ export class SecurityGroupService {
 
   /** Rules the caller sees: an admin all; else its project's rules and the rules of its groups. */
   async listRules(caller: SecurityGroupCaller | null, filter: { projectId?: string } = {}): Promise<SecurityGroupRule[]> {
-    if (caller) {
-      const project = filter.projectId ?? caller.projectId;
-      if (project && (project === caller.projectId || caller.isAdmin)) await this.ensureDefault(project);
-    }
+    await this.ensureDefaultForList(caller, filter.projectId);
     return this.rules(this.db, { visibleTo: caller && !caller.isAdmin ? caller.projectId : undefined });
   }
 
