@@ -11,13 +11,10 @@ import { after, before, describe, it } from 'node:test';
 import { startMetadataProxy, writeConfigDrive, type MetadataProxy } from '../../src/metadata/index.js';
 import { startComputeCloud, type ComputeCloud } from '../compute/harness.js';
 import { testGuestImage } from '../support/guest.js';
+import { missingTool } from '../support/tools.js';
 
 const QEMU = 'qemu-system-x86_64';
-const has = (cmd: string, arg = '--version') => spawnSync(cmd, [arg], { stdio: 'ignore' }).status === 0;
-const skip = !has(QEMU) ? `${QEMU} is not installed (scripts/install-system-deps.sh)`
-  : !has('genisoimage') ? 'genisoimage is not installed'
-  : !has('socat', '-V') ? 'socat is not installed'
-  : undefined;
+const skip = missingTool(QEMU, 'genisoimage', 'socat');
 
 describe('a real guest reads its own metadata from the config drive and through the proxy', { skip, timeout: 120_000 }, () => {
   let cc: ComputeCloud;

@@ -7,11 +7,12 @@ import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
+import { missingTool } from './tools.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export const QEMU = 'qemu-system-x86_64';
-export const qemuMissing = spawnSync(QEMU, ['--version']).status !== 0 ? `${QEMU} is not installed` : false;
+export const qemuMissing = missingTool(QEMU);
 
 /** Whether nothing listens on 127.0.0.1:port now. */
 const portFree = (port: number) => new Promise<boolean>((resolve) => {

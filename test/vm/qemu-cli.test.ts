@@ -2,17 +2,15 @@
 // server create --config-drive --user-data --wait, console log show (markers, --lines), console
 // url show (a noVNC URL), stop/start, delete --wait.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { testGuestImage } from '../support/guest.js';
 import { openstack, openstackCliSkipReason, openstackJson, openstackOk, startCloud, type Cloud } from '../support/cloud.js';
+import { missingTool } from '../support/tools.js';
 
-const has = (cmd: string, arg = '--version') => spawnSync(cmd, [arg], { stdio: 'ignore' }).status === 0;
-const skip = !has('qemu-system-x86_64') ? 'qemu-system-x86_64 is not installed' : !has('genisoimage') ? 'genisoimage is not installed'
-  : !has('socat', '-V') ? 'socat is not installed' : openstackCliSkipReason();
+const skip = missingTool('qemu-system-x86_64', 'genisoimage', 'socat') ?? openstackCliSkipReason();
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -11,9 +11,9 @@ import { after, before, describe, it } from 'node:test';
 import { ADMIN_PASSWORD, ComputeCloud, sleep } from '../compute/harness.js';
 import { send, startTestCloud } from '../support/in-process.js';
 import { chromium, nextMessage, openConsole, openInChromium, refusedWith } from '../support/vnc.js';
+import { missingTool } from '../support/tools.js';
 
-const has = (cmd: string, arg = '--version') => spawnSync(cmd, [arg], { stdio: 'ignore' }).status === 0;
-const skip = !has('qemu-system-x86_64') ? 'qemu-system-x86_64 is not installed' : !has('qemu-img') ? 'qemu-img is not installed' : undefined;
+const skip = missingTool('qemu-system-x86_64', 'qemu-img');
 
 describe('QEMU driver: the VNC console through the proxy', { skip, timeout: 180_000 }, () => {
   let cc: ComputeCloud;

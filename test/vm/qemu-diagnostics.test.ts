@@ -2,7 +2,7 @@
 // keeps the vCPU busy): CPU time from the vCPU threads, memory, disk counters from query-blockstats,
 // the NIC's MAC, state and uptime. QEMU is started detached and stopped by its pid.
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,10 +11,9 @@ import { qemuDiagnostics } from '../../src/compute/virt/qemu/diagnostics.js';
 import { QmpClient } from '../../src/compute/virt/qemu/qmp.js';
 import { legacyDiagnostics, standardDiagnostics } from '../../src/compute/api/diagnostics.js';
 import { sleep } from '../compute/harness.js';
+import { missingTool } from '../support/tools.js';
 
-const has = (cmd: string) => spawnSync(cmd, ['--version'], { stdio: 'ignore' }).status === 0;
-const skip = !has('qemu-system-x86_64') ? 'qemu-system-x86_64 is not installed (scripts/install-system-deps.sh)'
-  : !has('qemu-img') ? 'qemu-img is not installed' : undefined;
+const skip = missingTool('qemu-system-x86_64', 'qemu-img');
 
 const MAC = 'fa:16:3e:12:34:56';
 

@@ -4,7 +4,6 @@
 // instances_path: C boots it from the same disk (Nova's on_shared_storage). B's agent coming back must leave the
 // directory, the disk and C's QEMU alone. Three boots of the test guest (about 10 s each under TCG).
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -13,12 +12,9 @@ import { runningPid } from '../../src/compute/virt/qemu/process.js';
 import { createLogger } from '../../src/core/log.js';
 import { ComputeCloud, sleep } from '../compute/harness.js';
 import { guestConsole, heartbeats, startQemuCloud, waitForConsole } from '../support/guest.js';
+import { missingTool } from '../support/tools.js';
 
-const has = (cmd: string, arg = '--version') => spawnSync(cmd, [arg], { stdio: 'ignore' }).status === 0;
-const skip = !has('qemu-system-x86_64') ? 'qemu-system-x86_64 is not installed (scripts/install-system-deps.sh)'
-  : !has('qemu-img') ? 'qemu-img is not installed'
-  : !has('socat', '-V') ? 'socat is not installed'
-  : undefined;
+const skip = missingTool('qemu-system-x86_64', 'qemu-img', 'socat');
 
 const V = '2.79';
 

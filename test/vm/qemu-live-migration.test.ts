@@ -14,12 +14,9 @@ import { startComputeAgent, type ComputeAgent } from '../../src/compute/agent/ag
 import { createLogger } from '../../src/core/log.js';
 import { ComputeCloud, sleep } from '../compute/harness.js';
 import { guestConsole, heartbeats, startQemuCloud, waitForConsole } from '../support/guest.js';
+import { missingTool } from '../support/tools.js';
 
-const has = (cmd: string, arg = '--version') => spawnSync(cmd, [arg], { stdio: 'ignore' }).status === 0;
-const skip = !has('qemu-system-x86_64') ? 'qemu-system-x86_64 is not installed (scripts/install-system-deps.sh)'
-  : !has('qemu-img') ? 'qemu-img is not installed'
-  : !has('socat', '-V') ? 'socat is not installed'
-  : undefined;
+const skip = missingTool('qemu-system-x86_64', 'qemu-img', 'socat');
 
 const V = '2.79';
 const MARK = 'NUBO-MIRROR-MARK';

@@ -4,7 +4,6 @@
 // suspend/resume, soft and hard reboot, an agent restart (re-adoption) and delete. One guest
 // for all of it: every boot costs about 9 s of TCG.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -13,13 +12,9 @@ import { startComputeAgent } from '../../src/compute/agent/agent.js';
 import { createLogger } from '../../src/core/log.js';
 import { ComputeCloud, assertError, sleep } from '../compute/harness.js';
 import { guestConsole, heartbeats, startQemuCloud, waitForConsole } from '../support/guest.js';
+import { missingTool } from '../support/tools.js';
 
-const has = (cmd: string, arg = '--version') => spawnSync(cmd, [arg], { stdio: 'ignore' }).status === 0;
-const skip = !has('qemu-system-x86_64') ? 'qemu-system-x86_64 is not installed (scripts/install-system-deps.sh)'
-  : !has('qemu-img') ? 'qemu-img is not installed'
-  : !has('genisoimage') ? 'genisoimage is not installed'
-  : !has('socat', '-V') ? 'socat is not installed'
-  : undefined;
+const skip = missingTool('qemu-system-x86_64', 'qemu-img', 'genisoimage', 'socat');
 
 const BOOT_MS = 90_000;
 const userData = '#!/bin/sh\necho hello from user data\n';

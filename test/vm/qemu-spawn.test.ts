@@ -9,9 +9,9 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ADMIN_PASSWORD, ComputeCloud, sleep } from '../compute/harness.js';
 import { send, startTestCloud } from '../support/in-process.js';
+import { missingTool } from '../support/tools.js';
 
-const has = (cmd: string, arg = '--version') => spawnSync(cmd, [arg], { stdio: 'ignore' }).status === 0;
-const skip = !has('qemu-system-x86_64') ? 'qemu-system-x86_64 is not installed' : !has('qemu-img') ? 'qemu-img is not installed' : undefined;
+const skip = missingTool('qemu-system-x86_64', 'qemu-img');
 
 describe('QEMU driver: failed spawns and vanished QEMUs', { skip, timeout: 180_000 }, () => {
   let cc: ComputeCloud;

@@ -13,14 +13,11 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { testGuestScript } from '../../src/cli/test-guest.js';
 import { testGuestImage } from '../support/guest.js';
+import { missingTool } from '../support/tools.js';
 
 const QEMU = 'qemu-system-x86_64';
 const BOOT_TIMEOUT_MS = 60_000;
-const has = (cmd: string, arg = '--version') => spawnSync(cmd, [arg], { stdio: 'ignore' }).status === 0;
-const skip = !has(QEMU) ? `${QEMU} is not installed (scripts/install-system-deps.sh)`
-  : !has('genisoimage') ? 'genisoimage is not installed'
-  : !has('socat', '-V') ? 'socat is not installed'
-  : undefined;
+const skip = missingTool(QEMU, 'genisoimage', 'socat');
 
 const uuid = '6f1c2a4e-0b7d-4c3e-9a51-3d2f8e7b9c10';
 const metaData = (hostname: string) => JSON.stringify({ uuid, name: 'guest-test', hostname, availability_zone: 'nova', launch_index: 0 });
