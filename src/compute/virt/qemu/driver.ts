@@ -18,15 +18,15 @@ import { BadRequest, Conflict, NotFound } from '../../../core/errors.js';
 import type { Logger } from '../../../core/log.js';
 import { startMetadataProxy, type MetadataProxy } from '../../../metadata/proxy.js';
 import { writeConfigDrive } from '../../../metadata/config-drive.js';
-import { conductorClient, PowerState, type InstanceSpec, type PowerStateValue } from '../../rpc.js';
+import { conductorClient, PowerState, type InstanceSpec, type InstanceVif, type PowerStateValue } from '../../rpc.js';
 import type { DiskSnapshot, DriverCapabilities, HostResources, InstanceDiagnostics, LiveMigrationJob, PowerOperation, VirtDriver, VncConsole } from '../driver.js';
 import { cgroupSettings, InstanceCgroups } from './cgroups.js';
 import { qemuDiagnostics } from './diagnostics.js';
 import { createBlankDisk, createEphemeralDisk, createRootDisk, createSwapDisk } from './disks.js';
 import type { QemuHost } from './host.js';
 import { ImageCache } from './images.js';
-import { instanceFiles, isInstanceProcess, launchQemu, qemuArgs, randomMac, runningPid, startedByFile, type InstanceRecord, type LaunchSettings } from './process.js';
-import { QmpClient } from './qmp.js';
+import { FIRST_NIC_SLOT, freeNicSlot, instanceFiles, isInstanceProcess, launchQemu, nicDevice, nicIds, qemuArgs, randomMac, readInstanceRecord, runningPid, startedByFile, userNetdev, type InstanceNic, type InstanceRecord, type LaunchSettings } from './process.js';
+import { QmpClient, QmpError } from './qmp.js';
 import { LiveMigrations } from './migration.js';
 import { ColdMigrations, snapshotDisk } from './moves.js';
 import { rebuildInstance, rescueInstance, unrescueInstance } from './rescue.js';
@@ -46,6 +46,8 @@ const QEMU_TRAITS = ['COMPUTE_IMAGE_TYPE_RAW', 'COMPUTE_IMAGE_TYPE_QCOW2', 'COMP
 const MAX_CONSOLE_BYTES = 100 * 1024;
 /** Unix socket paths are limited to 107 bytes; the longest one in an instance directory is "/console.sock". */
 const MAX_SOCKET_PATH = 107;
+/** How long a guest may take to eject an unplugged NIC (Nova's libvirt driver retries a detach for about as long). */
+const NIC_DETACH_TIMEOUT_MS = 30_000;
 
 export interface QemuDriverOptions {
   config: Config;
@@ -82,11 +84,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The instance.json in `dir`, or null when there is none (or it is unreadable). */
 async function readRecord(dir: string): Promise<InstanceRecord | null> {
-  try {
-    return JSON.parse(await readFile(instanceFiles(dir).spec, 'utf8')) as InstanceRecord;
-  } catch {
-    return null;
-  }
+  return readInstanceRecord(dir).catch(() => null);
 }
 
 export class QemuDriver implements VirtDriver {
@@ -142,13 +140,9 @@ export class QemuDriver implements VirtDriver {
     for (const entry of await readdir(this.instancesPath, { withFileTypes: true })) {
       if (!entry.isDirectory() || entry.name.startsWith('_') || entry.name.startsWith('.')) continue;
       const dir = join(this.instancesPath, entry.name);
-      let record: InstanceRecord;
-      try {
-        record = JSON.parse(await readFile(instanceFiles(dir).spec, 'utf8')) as InstanceRecord;
-      } catch {
-        continue; // not an instance (or a spawn that died before writing its record): reconciliation cannot name it
-      }
-      if (record.spec?.uuid !== entry.name) continue;
+      // No record: not an instance (or a spawn that died before writing it), reconciliation cannot name it.
+      const record = await readRecord(dir);
+      if (record?.spec?.uuid !== entry.name) continue;
       if (!this.owns(record)) {
         // Evacuated to another host sharing instances_path while this one was down: not ours any more.
         await this.killOwnStaleQemu(dir);
@@ -219,7 +213,9 @@ export class QemuDriver implements VirtDriver {
       await rm(dir, { recursive: true, force: true }); // a leftover of a spawn that died with its agent
       const record: InstanceRecord = {
         spec,
-        macs: spec.vifs && spec.vifs.length > 0 ? spec.vifs.map((v) => v.macAddress) : [randomMac()],
+        nics: spec.vifs && spec.vifs.length > 0
+          ? spec.vifs.map((v, i) => ({ mac: v.macAddress, portId: v.portId, slot: FIRST_NIC_SLOT + i }))
+          : [{ mac: randomMac(), portId: null, slot: FIRST_NIC_SLOT }],
         disks: { ephemeral: spec.flavor.ephemeralGb > 0, swap: spec.flavor.swapMb > 0, configDrive: spec.configDrive || this.forceConfigDrive },
         vncPort: null,
       };
@@ -432,6 +428,78 @@ export class QemuDriver implements VirtDriver {
       const instance = this.get(uuid);
       if ((await this.currentState(instance, true)) !== PowerState.RUNNING) throw new Conflict(`Instance ${uuid} is not running.`);
       await this.qmp(instance).execute('inject-nmi');
+    });
+  }
+
+  // ---- os-interface: NIC hot-plug (ACPI PCI hotplug on the pc machine's bus 0) ----
+
+  async attachInterface(uuid: string, vif: InstanceVif): Promise<void> {
+    return this.serialized(uuid, async () => {
+      const instance = this.get(uuid);
+      const { record } = instance;
+      if (record.nics.some((n) => n.portId === vif.portId)) return;
+      const nic: InstanceNic = { mac: vif.macAddress, portId: vif.portId, slot: freeNicSlot(record.nics) };
+      const nics = [...record.nics, nic].sort((a, b) => a.slot - b.slot);
+      // A stopped guest gets the NIC at its next launch, from the record.
+      if (await this.runsQemu(instance, 'attach an interface to')) await this.hotPlugNic(instance, nic, nics);
+      record.nics = nics;
+      await this.saveRecord(instance);
+      this.logger.info('attached an interface', { uuid, portId: vif.portId, slot: nic.slot });
+    });
+  }
+
+  async detachInterface(uuid: string, portId: string): Promise<void> {
+    return this.serialized(uuid, async () => {
+      const instance = this.get(uuid);
+      const nic = instance.record.nics.find((n) => n.portId === portId);
+      if (!nic) return;
+      if (await this.runsQemu(instance, 'detach an interface from')) await this.hotUnplugNic(instance, nic);
+      instance.record.nics = instance.record.nics.filter((n) => n !== nic);
+      await this.saveRecord(instance);
+      this.logger.info('detached an interface', { uuid, portId, slot: nic.slot });
+    });
+  }
+
+  /** Whether the instance's QEMU runs (devices change live) or not (only the record changes); a saved state refuses. */
+  private async runsQemu(instance: QemuInstance, what: string): Promise<boolean> {
+    const state = await this.currentState(instance, true);
+    // A suspended guest's saved devices must match the command line it is restored into.
+    if (state === PowerState.SUSPENDED) throw new Conflict(`Cannot ${what} instance ${instance.uuid} while it is suspended`);
+    return state !== PowerState.SHUTDOWN;
+  }
+
+  private async hotPlugNic(instance: QemuInstance, nic: InstanceNic, nics: InstanceNic[]): Promise<void> {
+    const client = this.qmp(instance);
+    const { guestfwd, ...netdev } = userNetdev(nic, nics, instanceFiles(instance.dir).metadata);
+    await client.execute('netdev_add', { type: 'user', ...netdev, ...(guestfwd ? { guestfwd: [{ str: guestfwd }] } : {}) });
+    try {
+      await client.execute('device_add', nicDevice(nic));
+    } catch (err) {
+      await client.execute('netdev_del', { id: netdev.id }).catch(() => undefined);
+      throw new Conflict(`Failed to attach network adapter device to ${instance.uuid}: ${(err as Error).message}`);
+    }
+  }
+
+  /** device_del, then the guest ejects the device (ACPI) and QEMU sends DEVICE_DELETED; then netdev_del. */
+  private async hotUnplugNic(instance: QemuInstance, nic: InstanceNic): Promise<void> {
+    const client = this.qmp(instance);
+    const { netdev, device } = nicIds(nic);
+    // The event comes twice (the virtio backend's path first, then the device with its id): match the id.
+    const deleted = client.waitEvent('DEVICE_DELETED', NIC_DETACH_TIMEOUT_MS, (e) => e.data?.device === device);
+    deleted.catch(() => undefined);
+    let gone = false;
+    await client.execute('device_del', { id: device }).catch((err) => {
+      // An earlier detach timed out and the guest released the device later: nothing left to wait for.
+      if (err instanceof QmpError && err.errorClass === 'DeviceNotFound') gone = true;
+      else throw new Conflict(`Failed to detach network adapter device from ${instance.uuid}: ${(err as Error).message}`);
+    });
+    if (!gone) {
+      await deleted.catch(() => {
+        throw new Conflict(`Device detach failed for ${nic.mac}: the guest of ${instance.uuid} did not release the network device within ${NIC_DETACH_TIMEOUT_MS / 1000} s`);
+      });
+    }
+    await client.execute('netdev_del', { id: netdev }).catch((err) => {
+      if (!(err instanceof QmpError && err.errorClass === 'DeviceNotFound')) throw err;
     });
   }
 

@@ -17,7 +17,7 @@ import { PowerState, type InstanceSpec, type PowerStateValue } from '../../rpc.j
 import { createSwapDisk, qemuImg, qemuImgInfo } from './disks.js';
 import type { QemuDriver, QemuInstance } from './driver.js';
 import { migrationTopic } from './migration.js';
-import { instanceFiles, type InstanceRecord } from './process.js';
+import { instanceFiles, readInstanceRecord, upgradeRecord, type InstanceRecord } from './process.js';
 
 const GIB = 1024 ** 3;
 const TOKEN_TTL_MS = 10 * 60_000;
@@ -74,9 +74,9 @@ export class ColdMigrations {
   /** Bus method: one-time URLs for the held copy's disks (asked by the destination). */
   async heldDisks(uuid: string): Promise<HeldDisks> {
     const dir = this.heldDir(uuid);
-    const record = JSON.parse(await readFile(join(dir, 'instance.json'), 'utf8').catch(() => {
+    const record = await readInstanceRecord(dir).catch(() => {
       throw new NotFound(`Instance ${uuid} has no disks held for a migration on this host`);
-    })) as InstanceRecord;
+    });
     const base = await this.url();
     const files: Record<string, string> = {};
     for (const name of ['disk', ...(record.disks.ephemeral ? ['disk.eph0'] : [])]) {
@@ -131,7 +131,7 @@ export class ColdMigrations {
       const dir = join(this.driver.instancesPath, uuid);
       await rm(dir, { recursive: true, force: true });
       await rename(held, dir);
-      const record = JSON.parse(await readFile(instanceFiles(dir).spec, 'utf8')) as InstanceRecord;
+      const record = await readInstanceRecord(dir);
       const instance: QemuInstance = { uuid, dir, record, qmp: null, pid: null, metadataProxy: null };
       this.driver.instances.set(uuid, instance);
       await this.driver.startMetadata(instance);
@@ -151,7 +151,7 @@ export class ColdMigrations {
       const dir = join(this.driver.instancesPath, spec.uuid);
       const f = instanceFiles(dir);
       const record: InstanceRecord = {
-        spec, macs: held.record.macs, vncPort: null,
+        spec, nics: upgradeRecord(held.record).nics, vncPort: null, // upgraded: the source may be an agent of before NIC slots
         disks: { ephemeral: held.record.disks.ephemeral, swap: spec.flavor.swapMb > 0, configDrive: held.record.disks.configDrive },
       };
       const instance: QemuInstance = { uuid: spec.uuid, dir, record, qmp: null, pid: null, metadataProxy: null };

@@ -4,7 +4,7 @@ import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { InternalError } from '../../../core/errors.js';
+import { Conflict, InternalError } from '../../../core/errors.js';
 import type { InstanceSpec } from '../../rpc.js';
 import type { Accelerator } from './host.js';
 
@@ -23,11 +23,26 @@ export const instanceFiles = (dir: string) => ({
   state: join(dir, 'vm.state'),
 });
 
-/** What instance.json holds: the spec plus what must stay the same across launches (MACs, disks). */
+/** One NIC of an instance: the port it carries (null for the generated NIC of an instance without ports) at a fixed guest PCI slot. */
+export interface InstanceNic {
+  mac: string;
+  portId: string | null;
+  slot: number;
+}
+
+/**
+ * NICs sit at explicit PCI slots of bus 0 from 0x10 up (the pc machine has 32): disks, VGA and a rescue disk are
+ * auto-assigned the low slots. So a NIC keeps its guest address across relaunches, and a hot-plugged one is at the
+ * same address in a saved state or a migration's destination as in the command line built from the record.
+ */
+export const FIRST_NIC_SLOT = 0x10;
+const LAST_NIC_SLOT = 0x1f;
+
+/** What instance.json holds: the spec plus what must stay the same across launches (NICs, disks). */
 export interface InstanceRecord {
   spec: InstanceSpec;
-  /** One MAC per NIC, in order (the vifs' MACs, or one generated when there are none). */
-  macs: string[];
+  /** The NICs by slot (the vifs at spawn, or one generated MAC when there are none, plus hot-plugged ports). */
+  nics: InstanceNic[];
   disks: { ephemeral: boolean; swap: boolean; configDrive: boolean };
   /** The VNC port of the last launch (answered while the guest is off, as Nova's libvirt does). */
   vncPort: number | null;
@@ -48,11 +63,48 @@ export interface LaunchSettings {
   vncListen: string;
 }
 
-/** The -netdev user options of NIC i: slirp network 169.254.0.0/16 so the metadata address can be forwarded (first NIC only). */
-function userNetdev(i: number, metadataSocket: string): string {
-  const base = `user,id=net${i},net=169.254.0.0/16,host=169.254.0.2,dhcpstart=169.254.0.15`;
-  return i === 0 ? `${base},guestfwd=tcp:169.254.169.254:80-cmd:socat STDIO UNIX-CONNECT:${metadataSocket}` : base;
+/** A record as read from instance.json. Records written before NICs had slots hold `macs` (one NIC each, in order). */
+export function upgradeRecord(raw: InstanceRecord & { macs?: string[] }): InstanceRecord {
+  if (Array.isArray(raw.nics)) return raw;
+  const { macs = [], ...rest } = raw;
+  const portOf = (mac: string) => raw.spec?.vifs?.find((v) => v.macAddress === mac)?.portId ?? null;
+  return { ...rest, nics: macs.map((mac, i) => ({ mac, portId: portOf(mac), slot: FIRST_NIC_SLOT + i })) };
 }
+
+/** The instance.json in `dir` (throws when there is none or it is unreadable). */
+export async function readInstanceRecord(dir: string): Promise<InstanceRecord> {
+  return upgradeRecord(JSON.parse(await readFile(instanceFiles(dir).spec, 'utf8')));
+}
+
+/** The lowest NIC slot no NIC of `nics` takes. */
+export function freeNicSlot(nics: InstanceNic[]): number {
+  for (let slot = FIRST_NIC_SLOT; slot <= LAST_NIC_SLOT; slot++) if (!nics.some((n) => n.slot === slot)) return slot;
+  throw new Conflict(`No free PCI slot for another network interface (at most ${LAST_NIC_SLOT - FIRST_NIC_SLOT + 1})`);
+}
+
+/** The QEMU ids of a NIC's netdev and device, from its slot. */
+export const nicIds = (nic: InstanceNic) => ({ netdev: `net${nic.slot}`, device: `nic${nic.slot}` });
+
+/**
+ * The -netdev user options of a NIC (one builder for the command line and QMP netdev_add): slirp network
+ * 169.254.0.0/16 so the metadata address can be forwarded, by the first NIC (lowest slot) only.
+ */
+export function userNetdev(nic: InstanceNic, nics: InstanceNic[], metadataSocket: string) {
+  const first = nics.every((n) => n.slot >= nic.slot);
+  return {
+    id: nicIds(nic).netdev, net: '169.254.0.0/16', host: '169.254.0.2', dhcpstart: '169.254.0.15',
+    ...(first ? { guestfwd: `tcp:169.254.169.254:80-cmd:socat STDIO UNIX-CONNECT:${metadataSocket}` } : {}),
+  };
+}
+
+/** The virtio-net-pci device of a NIC (for -device and QMP device_add). */
+export function nicDevice(nic: InstanceNic) {
+  const ids = nicIds(nic);
+  return { driver: 'virtio-net-pci', netdev: ids.netdev, mac: nic.mac, id: ids.device, addr: `0x${nic.slot.toString(16)}` };
+}
+
+/** key=value,... as QEMU's option syntax writes it, after `first`. */
+const optionString = (first: string, options: Record<string, string>) => [first, ...Object.entries(options).map(([k, v]) => `${k}=${v}`)].join(',');
 
 /** The full command line of an instance (the same for every launch, so a saved state can be restored into it). */
 export function qemuArgs(dir: string, record: InstanceRecord, settings: LaunchSettings, incoming?: string): string[] {
@@ -90,9 +142,10 @@ export function qemuArgs(dir: string, record: InstanceRecord, settings: LaunchSe
     args.push('-blockdev', `driver=file,filename=${f.config},node-name=config0-file,read-only=on`,
       '-blockdev', 'driver=raw,file=config0-file,node-name=config0,read-only=on', '-device', 'ide-cd,drive=config0,id=config-drive');
   }
-  record.macs.forEach((mac, i) => {
-    args.push('-netdev', userNetdev(i, f.metadata), '-device', `virtio-net-pci,netdev=net${i},mac=${mac},id=nic${i}`);
-  });
+  for (const nic of record.nics) {
+    const { driver, ...device } = nicDevice(nic);
+    args.push('-netdev', optionString('user', userNetdev(nic, record.nics, f.metadata)), '-device', optionString(driver, device));
+  }
   if (incoming) args.push('-incoming', incoming);
   args.push('-pidfile', f.pid, '-daemonize');
   return args;
