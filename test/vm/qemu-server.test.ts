@@ -1,8 +1,9 @@
 // A real guest under QEMU (TCG) through the Compute API: the cloud runs in-process with
 // [compute] driver = qemu, the test guest (scripts/build-test-image) is uploaded to the Image
 // service, and one server goes through boot, console output, stop/start, pause/unpause,
-// suspend/resume, soft and hard reboot, an agent restart (re-adoption) and delete. One guest
-// for all of it: every boot costs about 9 s of TCG.
+// suspend/resume, soft and hard reboot, os-interface hot-plug (the guest sees the NIC come, keep
+// it across suspend/resume, and go; a port attached while SHUTOFF is on the next command line), an agent restart (re-adoption) and
+// delete. One guest for all of it: every boot costs about 9 s of TCG.
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
@@ -40,9 +41,64 @@ describe('QEMU driver through the Compute API', { skip, timeout: 600_000 }, () =
     return server;
   };
   const instanceDir = () => join(cc.dataDir, 'instances', serverId);
+  const net = (path: string) => `${cc.cloud.url}/networking/v2.0${path}`;
+  let networkId: string;
+  let bootMac: string;
+  let hotPort: { id: string; mac_address: string };
+  /** Types a line into the guest's shell on its serial console (console.sock). */
+  const typeOnConsole = (line: string) => new Promise<void>((resolve, reject) => {
+    const socket = connect(join(instanceDir(), 'console.sock'), () => socket.end(`\n${line}\n`, () => resolve()));
+    socket.once('error', reject);
+  });
+  let nicRound = 0;
+  /** The MACs the guest lists in /sys/class/net, asked again (a fresh marker each round) until `done` holds. */
+  const waitGuestMacs = async (what: string, done: (macs: string[]) => boolean, timeoutMs = 30_000) => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const round = ++nicRound;
+      // The quotes keep the shell's echo of the typed line from matching the markers it prints.
+      await typeOnConsole(`echo NUBO-NICS""-${round}; cat /sys/class/net/*/address; echo NUBO-NICS-END""-${round}`);
+      const log = await waitConsole(`the NIC list ${round}`, (t) => new RegExp(`^NUBO-NICS-END-${round}\\r?$`, 'm').test(t), 15_000);
+      const section = log.slice(log.search(new RegExp(`^NUBO-NICS-${round}\\r?$`, 'm')), log.search(new RegExp(`^NUBO-NICS-END-${round}\\r?$`, 'm')));
+      const macs = [...section.matchAll(/^((?:[0-9a-f]{2}:){5}[0-9a-f]{2})\r?$/gm)].map((m) => m[1]);
+      if (done(macs)) return macs;
+      if (Date.now() > deadline) assert.fail(`${what}: the guest lists ${macs.join(' ')}`);
+      await sleep(1000);
+    }
+  };
+  /** A new port on the test network. */
+  const createPort = async () => {
+    const res = await cc.post(net('/ports'), { port: { network_id: networkId } });
+    assert.equal(res.status, 201, res.text);
+    return res.body.port as { id: string; mac_address: string };
+  };
+  const attachedPorts = async () => {
+    const res = await cc.get(`/servers/${serverId}/os-interface`);
+    assert.equal(res.status, 200, res.text);
+    return (res.body.interfaceAttachments as any[]).map((a) => ({ portId: a.port_id as string, mac: a.mac_addr as string }));
+  };
+  const attach = async (portId: string) => {
+    const res = await cc.post(`/servers/${serverId}/os-interface`, { interfaceAttachment: { port_id: portId } });
+    assert.equal(res.status, 200, res.text);
+  };
+  /** DELETE os-interface, then polls until the server no longer lists the port. */
+  const detach = async (portId: string) => {
+    const res = await cc.delete(`/servers/${serverId}/os-interface/${portId}`);
+    assert.equal(res.status, 202, res.text);
+    for (let i = 0; (await attachedPorts()).some((p) => p.portId === portId); i++) {
+      if (i > 100) assert.fail(`port ${portId} is still attached`);
+      await sleep(200);
+    }
+  };
+  const qemuCmdline = () => readFileSync(`/proc/${readFileSync(join(instanceDir(), 'qemu.pid'), 'utf8').trim()}/cmdline`, 'utf8').split('\0');
 
   before(async () => {
     ({ cc, imageId } = await startQemuCloud('vm', { DEFAULT: { shutdown_timeout: '20' } }));
+    const network = await cc.post(net('/networks'), { network: { name: 'hotplug' } });
+    assert.equal(network.status, 201, network.text);
+    networkId = network.body.network.id;
+    const subnet = await cc.post(net('/subnets'), { subnet: { network_id: networkId, ip_version: 4, cidr: '10.20.0.0/24' } });
+    assert.equal(subnet.status, 201, subnet.text);
   });
 
   after(async () => {
@@ -133,6 +189,16 @@ describe('QEMU driver through the Compute API', { skip, timeout: 600_000 }, () =
     assertError(res, 409, /guest agent/);
   });
 
+  it('hot-plugs a port (os-interface): os-interface lists it, the guest sees its MAC', async () => {
+    [bootMac] = await waitGuestMacs('the boot NIC', (macs) => macs.some((m) => m !== '00:00:00:00:00:00'));
+    hotPort = await createPort();
+    const attachStart = Date.now();
+    await attach(hotPort.id);
+    assert.ok((await attachedPorts()).some((p) => p.portId === hotPort.id && p.mac === hotPort.mac_address), 'os-interface lists the port');
+    await waitGuestMacs('the hot-plugged NIC in the guest', (macs) => macs.includes(hotPort.mac_address));
+    console.log(`# hot-plug: the guest sees the NIC ${Date.now() - attachStart} ms after the attach`);
+  });
+
   it('pauses and unpauses: the heartbeat stops, then goes on', async () => {
     await actAndWait({ pause: null }, 'PAUSED');
     const paused = lastBeat(await consoleText());
@@ -156,9 +222,20 @@ describe('QEMU driver through the Compute API', { skip, timeout: 600_000 }, () =
     assert.equal(readyCount(log), 1, 'the guest did not boot again');
     assert.ok(!existsSync(join(instanceDir(), 'vm.state')), 'vm.state removed after resume');
     console.log(`# suspend ${suspendMs} ms, resume ${resumeMs} ms`);
+    // The saved state has the hot-plugged NIC: the command line from the record put it at the same PCI address.
+    await waitGuestMacs('the hot-plugged NIC after resume', (macs) => macs.includes(hotPort.mac_address));
   });
 
-  it('stops (ACPI) and starts: SHUTOFF, then the guest boots again', async () => {
+  it('hot-unplugs the port: the guest ejects the NIC and no longer lists its MAC', async () => {
+    const detachStart = Date.now();
+    await detach(hotPort.id);
+    console.log(`# hot-unplug: ${Date.now() - detachStart} ms`);
+    const after = await waitGuestMacs('the NIC gone from the guest', (macs) => !macs.includes(hotPort.mac_address));
+    assert.ok(after.includes(bootMac), 'the boot NIC stays');
+    assert.equal((await cc.get(net(`/ports/${hotPort.id}`))).body.port.device_id, '', 'the user\'s port is unbound, not deleted');
+  });
+
+  it('stops (ACPI) and starts: SHUTOFF, then the guest boots again (with a port attached while off)', async () => {
     const stopStart = Date.now();
     const stopped = await actAndWait({ 'os-stop': null }, 'SHUTOFF');
     assert.equal(stopped['OS-EXT-STS:power_state'], 4);
@@ -166,8 +243,15 @@ describe('QEMU driver through the Compute API', { skip, timeout: 600_000 }, () =
     assert.ok(!existsSync(join(instanceDir(), 'qemu.pid')) || !isAlive(readFileSync(join(instanceDir(), 'qemu.pid'), 'utf8')), 'QEMU is gone');
     // A stopped server still has its console log.
     assert.match(await consoleText(), /NUBO-HEARTBEAT/);
+    // A port attached while SHUTOFF only changes the record: the next launch has the NIC at its slot.
+    const port = await createPort();
+    await attach(port.id);
     await actAndWait({ 'os-start': null }, 'ACTIVE');
+    assert.ok(qemuCmdline().some((a) => a.startsWith(`virtio-net-pci,`) && a.includes(`,mac=${port.mac_address},`) && a.endsWith(',addr=0x11')), qemuCmdline().join(' '));
     await waitConsole('a second boot', (t) => readyCount(t) === 2);
+    await waitGuestMacs('the NIC attached while SHUTOFF', (macs) => macs.includes(port.mac_address));
+    await detach(port.id); // the later cases expect the one boot NIC
+    await waitGuestMacs('the NIC gone again', (macs) => !macs.includes(port.mac_address));
   });
 
   it('reboots soft and hard: the guest boots again each time', async () => {
