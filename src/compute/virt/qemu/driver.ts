@@ -25,7 +25,7 @@ import { qemuDiagnostics } from './diagnostics.js';
 import { createBlankDisk, createEphemeralDisk, createRootDisk, createSwapDisk } from './disks.js';
 import type { QemuHost } from './host.js';
 import { ImageCache } from './images.js';
-import { FIRST_NIC_SLOT, freeNicSlot, instanceFiles, isInstanceProcess, launchQemu, nicDevice, nicIds, qemuArgs, randomMac, readInstanceRecord, runningPid, startedByFile, userNetdev, type InstanceNic, type InstanceRecord, type LaunchSettings } from './process.js';
+import { freeNicSlot, instanceFiles, isInstanceProcess, launchQemu, nicDevice, nicIds, qemuArgs, readInstanceRecord, runningPid, spawnNics, startedByFile, userNetdev, type InstanceNic, type InstanceRecord, type LaunchSettings } from './process.js';
 import { QmpClient, QmpError } from './qmp.js';
 import { LiveMigrations } from './migration.js';
 import { ColdMigrations, snapshotDisk } from './moves.js';
@@ -213,9 +213,7 @@ export class QemuDriver implements VirtDriver {
       await rm(dir, { recursive: true, force: true }); // a leftover of a spawn that died with its agent
       const record: InstanceRecord = {
         spec,
-        nics: spec.vifs && spec.vifs.length > 0
-          ? spec.vifs.map((v, i) => ({ mac: v.macAddress, portId: v.portId, slot: FIRST_NIC_SLOT + i }))
-          : [{ mac: randomMac(), portId: null, slot: FIRST_NIC_SLOT }],
+        nics: spawnNics(spec.vifs ?? []),
         disks: { ephemeral: spec.flavor.ephemeralGb > 0, swap: spec.flavor.swapMb > 0, configDrive: spec.configDrive || this.forceConfigDrive },
         vncPort: null,
       };

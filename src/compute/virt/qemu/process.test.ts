@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { InstanceSpec } from '../../rpc.js';
-import { FIRST_NIC_SLOT, freeNicSlot, qemuArgs, upgradeRecord, type InstanceRecord } from './process.js';
+import { FIRST_NIC_SLOT, freeNicSlot, qemuArgs, spawnNics, upgradeRecord, type InstanceRecord } from './process.js';
 
 const spec = {
   uuid: '11111111-2222-3333-4444-555555555555', name: 'vm', flavor: { vcpus: 1, memoryMb: 256 },
@@ -42,5 +42,14 @@ describe('QEMU command line: NICs', () => {
     ]);
     assert.ok(!('macs' in record));
     assert.equal(upgradeRecord(record), record, 'a current record is read as it is');
+  });
+
+  it('gives a new instance one NIC per port from the first slot, and refuses more ports than slots', () => {
+    const vifs = Array.from({ length: 16 }, (_, i) => ({ portId: `port-${i}`, macAddress: `fa:16:3e:00:00:${i.toString(16).padStart(2, '0')}` }));
+    assert.deepEqual(spawnNics(vifs).map((n) => n.slot), vifs.map((_, i) => FIRST_NIC_SLOT + i));
+    assert.throws(() => spawnNics([...vifs, { portId: 'one-more', macAddress: 'fa:16:3e:00:01:00' }]), /No free PCI slot/);
+    const [generated] = spawnNics([]);
+    assert.equal(generated.portId, null);
+    assert.match(generated.mac, /^52:54:00:/);
   });
 });

@@ -82,6 +82,14 @@ export function freeNicSlot(nics: InstanceNic[]): number {
   throw new Conflict(`No free PCI slot for another network interface (at most ${LAST_NIC_SLOT - FIRST_NIC_SLOT + 1})`);
 }
 
+/** The NICs of a new instance: its ports' in order, or one with a generated MAC when it has none. */
+export function spawnNics(vifs: { macAddress: string; portId: string }[]): InstanceNic[] {
+  if (vifs.length === 0) return [{ mac: randomMac(), portId: null, slot: FIRST_NIC_SLOT }];
+  const nics: InstanceNic[] = [];
+  for (const vif of vifs) nics.push({ mac: vif.macAddress, portId: vif.portId, slot: freeNicSlot(nics) });
+  return nics;
+}
+
 /** The QEMU ids of a NIC's netdev and device, from its slot. */
 export const nicIds = (nic: InstanceNic) => ({ netdev: `net${nic.slot}`, device: `nic${nic.slot}` });
 
