@@ -9,11 +9,12 @@
 import type { Kysely } from 'kysely';
 import { BadRequest, Conflict, Forbidden, NotFound } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import { transaction, type Database } from '../db/index.js';
+import type { Database } from '../db/index.js';
 import type { NetworkServices } from '../network/index.js';
 import type { Network } from '../network/networks.js';
 import type { Port } from '../network/ports.js';
 import { contains, parseAddress, parseCidr } from '../network/addresses.js';
+import { retryingTransaction } from '../network/transactions.js';
 import type { Instance, InstanceRequest } from './instances.js';
 import type { InstanceVif } from './rpc.js';
 
@@ -184,9 +185,9 @@ export class InstanceNetworking {
     return this.vifs(instance.id);
   }
 
-  /** A port Nova makes for the instance, recorded with it in one transaction (no orphan on a crash). */
+  /** A port Nova makes for the instance, recorded with it in one transaction (no orphan on a crash; again when a deadlock aborts it). */
   private async createPort(instance: Instance, network: Network, owner: string, position: number, nic: NicRequest, groupIds: string[] | undefined): Promise<Port> {
-    return transaction(this.deps.database, async (trx) => {
+    return retryingTransaction(this.deps.database, async (trx) => {
       const port = await this.net.ports.create(null, {
         networkId: network.id, projectId: instance.projectId, deviceId: instance.id, deviceOwner: owner,
         fixedIps: nic.fixed_ip ? [{ ipAddress: nic.fixed_ip }] : undefined, securityGroups: groupIds,

@@ -51,10 +51,15 @@ export class NetworkQuotaService {
   async usage(projectId: string, resource: NetworkQuotaResource, db: Kysely<any> = this.context.database.db): Promise<number> {
     const table = TABLES[resource];
     if (!table) return 0;
-    const count = async () => Number((await db.selectFrom(table).select((eb) => eb.fn.countAll<number>().as('n')).where('project_id', '=', projectId).executeTakeFirst())?.n ?? 0);
+    const inTransaction = db !== this.context.database.db;
+    let query = db.selectFrom(table).select((eb) => eb.fn.countAll<number>().as('n')).where('project_id', '=', projectId);
+    // InnoDB's plain reads see the transaction's first snapshot, not the rows committed while it waited for the
+    // quota lock: a locking read sees them. (PostgreSQL reads committed rows per statement, and refuses FOR UPDATE with count.)
+    if (inTransaction && this.context.database.engine === 'mysql') query = query.forUpdate();
+    const count = async () => Number((await query.executeTakeFirst())?.n ?? 0);
     // Outside a transaction an area whose tables are not there yet counts 0; inside one an error must
     // surface (PostgreSQL aborts the transaction on any failed statement).
-    if (db !== this.context.database.db) return count();
+    if (inTransaction) return count();
     return count().catch(() => 0);
   }
 
@@ -72,8 +77,22 @@ export class NetworkQuotaService {
   async check(trx: Kysely<any>, projectId: string, resource: NetworkQuotaResource, count = 1): Promise<void> {
     const limit = (await this.limits(projectId, trx))[resource];
     if (limit < 0) return;
+    await this.lockUsage(trx, projectId, resource);
     const used = await this.usage(projectId, resource, trx);
     if (used + count > limit) throw neutronError(new Conflict(`Quota exceeded for resources: ['${resource}'].`), 'OverQuota');
+  }
+
+  /**
+   * Holds the project's lock row of `resource` until the transaction ends: a concurrent create of the same
+   * resource waits here and then counts the rows this one inserted. An upsert takes the row's exclusive lock
+   * whether it is new or not (a select-then-insert would deadlock on InnoDB's gap and shared locks).
+   * SQLite runs one write transaction at a time.
+   */
+  private async lockUsage(trx: Kysely<any>, projectId: string, resource: NetworkQuotaResource): Promise<void> {
+    const engine = this.context.database.engine;
+    if (engine === 'sqlite') return;
+    const insert = trx.insertInto('network_quota_locks').values({ project_id: projectId, resource });
+    await (engine === 'mysql' ? insert.onDuplicateKeyUpdate({ resource }) : insert.onConflict((c) => c.columns(['project_id', 'resource']).doUpdateSet({ resource }))).execute();
   }
 
   /** Sets some limits (-1 = unlimited); unknown resources or non-integers are a 400. */

@@ -16,8 +16,13 @@ export async function insertUnlessDuplicate(trx: Kysely<any>, insert: (trx: Kyse
     await sql`release savepoint ${name}`.execute(trx);
     return true;
   } catch (err) {
-    await sql`rollback to savepoint ${name}`.execute(trx);
-    if (isUniqueViolation(err)) return false;
+    if (isUniqueViolation(err)) {
+      await sql`rollback to savepoint ${name}`.execute(trx);
+      return false;
+    }
+    // InnoDB rolls a deadlock victim back whole, savepoints and all: the original error is what the caller
+    // (a retrying transaction) must see, not the failed rollback's "SAVEPOINT does not exist".
+    await sql`rollback to savepoint ${name}`.execute(trx).catch(() => undefined);
     throw err;
   }
 }

@@ -1,7 +1,8 @@
 // IP address management under concurrency on every engine: many port creates at once on one
 // subnet, through the real API of the in-process cloud on SQLite, PostgreSQL and MariaDB, never
 // hand out an address twice; once the pool is used up the next creates answer 409
-// IpAddressGenerationFailure and leave no port behind.
+// IpAddressGenerationFailure and leave no port behind. Concurrent creates against a quota make
+// exactly the limit.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { testEngines } from '../../src/db/testing.js';
@@ -70,6 +71,17 @@ for (const engine of testEngines()) {
         const won = overlapping.filter((res) => res.status === 201);
         assert.equal(won.length, 1, overlapping.map((r) => `${r.status} ${r.text}`).join('\n'));
         for (const res of overlapping.filter((r) => r.status !== 201)) assertNeutronError(res, 400, 'InvalidInput', 'overlaps');
+
+        // Concurrent creates against a quota: exactly the limit is made, the rest are 409 OverQuota.
+        assert.equal((await nc.put(`/quotas/${nc.demoProject}`, { quota: { network: 3, security_group: 2 } })).status, 200);
+        const limited = await Promise.all(Array.from({ length: 8 }, (_, i) => nc.post('/networks', { network: { name: `q${i}` } }, { token: nc.demoToken })));
+        assert.equal(limited.filter((res) => res.status === 201).length, 3, limited.map((r) => `${r.status} ${r.text}`).join('\n'));
+        for (const res of limited.filter((r) => r.status !== 201)) assertNeutronError(res, 409, 'OverQuota');
+        // The project's default group counts too: one more group fits.
+        const groups = await Promise.all(Array.from({ length: 6 }, (_, i) => nc.post('/security-groups', { security_group: { name: `g${i}` } }, { token: nc.demoToken })));
+        assert.equal(groups.filter((res) => res.status === 201).length, 1, groups.map((r) => `${r.status} ${r.text}`).join('\n'));
+        const listed = await nc.get(`/security-groups?project_id=${nc.demoProject}`, { token: nc.demoToken });
+        assert.equal(listed.body.security_groups.length, 2, listed.text);
       } finally {
         await nc.close();
         await target.drop();
