@@ -109,11 +109,15 @@ export interface ComputeAgentRpc {
    */
   getDiagnostics(args: { uuid: string }): Promise<{ powerState: PowerStateValue; supported: boolean; diagnostics: InstanceDiagnostics | null }>;
   /**
-   * The instance's root disk as an image (VirtDriver.snapshot), base64 in the reply: the conductor
-   * uploads it to the Image service (agents have no Image service access). Fine for the fake
-   * driver's small disks; real drivers will stream the data over HTTP instead.
+   * Takes the instance's root disk as an image (VirtDriver.snapshot) and holds it under snapshotId: the
+   * conductor reads it chunk by chunk into the Image service (agents have no Image service access),
+   * then releases it. One unread for 10 minutes is discarded (agent/held-snapshots.ts).
    */
-  snapshotInstance(args: { uuid: string }): Promise<{ data: string; diskFormat: string; containerFormat: string }>;
+  snapshotInstance(args: { uuid: string }): Promise<{ snapshotId: string; size: number; diskFormat: string; containerFormat: string }>;
+  /** Base64 of bytes [offset, offset + length) of a held snapshot (length at most MAX_IMAGE_CHUNK_BYTES); 404 when not held. */
+  readSnapshotChunk(args: { snapshotId: string; offset: number; length: number }): Promise<{ data: string }>;
+  /** Discards a held snapshot; one not held is fine. */
+  releaseSnapshot(args: { snapshotId: string }): Promise<void>;
   /** Boots the instance from a rescue image with its own disk attached (VirtDriver.rescue). */
   rescueInstance(args: { uuid: string; image: { id: string; properties: Record<string, string> }; adminPass: string | null }): Promise<{ powerState: PowerStateValue }>;
   /** Back to the instance's own disk (VirtDriver.unrescue). */
@@ -165,6 +169,8 @@ export function agentClient(bus: Bus, host: string, timeoutMs: number): ComputeA
     getVncConsole: call('getVncConsole'),
     getDiagnostics: call('getDiagnostics'),
     snapshotInstance: call('snapshotInstance'),
+    readSnapshotChunk: call('readSnapshotChunk'),
+    releaseSnapshot: call('releaseSnapshot'),
     rescueInstance: call('rescueInstance'),
     unrescueInstance: call('unrescueInstance'),
     rebuildInstance: call('rebuildInstance'),

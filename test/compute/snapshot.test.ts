@@ -3,6 +3,8 @@
 // snapshot, refusals, failures that settle, events.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { createHash } from 'node:crypto';
+import { agentClient } from '../../src/compute/rpc.js';
 import { assertError, startComputeCloud, type ComputeCloud } from './harness.js';
 
 describe('snapshots, backups, rescue and rebuild', () => {
@@ -31,6 +33,34 @@ describe('snapshots, backups, rescue and rebuild', () => {
     }
     assert.fail(`image ${id} never became active`);
   };
+
+  it('the agent holds a snapshot for the conductor to read in chunks, then releases it', async () => {
+    const server = await booted('chunked', cc.demoToken);
+    const host = (await cc.get(`/servers/${server.id}`)).body.server['OS-EXT-SRV-ATTR:host'];
+    const agent = agentClient(cc.cloud.bus, host, 10_000);
+    const held = await agent.snapshotInstance({ uuid: server.id });
+    assert.equal(held.diskFormat, 'raw');
+    assert.ok(held.size > 10, JSON.stringify(held));
+    // Read in 7-byte chunks, the last one short; past the end is empty.
+    const parts: Buffer[] = [];
+    for (let offset = 0; offset < held.size; offset += 7) parts.push(Buffer.from((await agent.readSnapshotChunk({ snapshotId: held.snapshotId, offset, length: 7 })).data, 'base64'));
+    const whole = Buffer.concat(parts);
+    assert.equal(whole.length, held.size);
+    assert.equal((await agent.readSnapshotChunk({ snapshotId: held.snapshotId, offset: held.size, length: 7 })).data, '');
+    await assert.rejects(agent.readSnapshotChunk({ snapshotId: held.snapshotId, offset: -1, length: 7 }), (err: any) => err.status === 400);
+    await assert.rejects(agent.readSnapshotChunk({ snapshotId: held.snapshotId, offset: 0, length: 64 * 1024 * 1024 }), (err: any) => err.status === 400);
+    await agent.releaseSnapshot({ snapshotId: held.snapshotId });
+    await agent.releaseSnapshot({ snapshotId: held.snapshotId }); // again: fine
+    await assert.rejects(agent.readSnapshotChunk({ snapshotId: held.snapshotId, offset: 0, length: 7 }), (err: any) => err.status === 404);
+
+    // Through the API the upload carries the same bytes: the image's hashes are those of the disk.
+    const res = await cc.act(server.id, { createImage: { name: 'chunked-snap' } }, { token: cc.demoToken });
+    assert.equal(res.status, 202, res.text);
+    const uploaded = await waitImage(res.body.image_id);
+    assert.equal(uploaded.size, whole.length);
+    assert.equal(uploaded.checksum, createHash('md5').update(whole).digest('hex'));
+    assert.equal(uploaded.os_hash_value, createHash('sha512').update(whole).digest('hex'));
+  });
 
   it('createImage: 2.45 body, task states in order, Nova\'s properties, a data copy of the disk; a second server boots from it', async () => {
     const server = await booted('snappy', cc.demoToken);

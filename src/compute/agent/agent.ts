@@ -21,6 +21,8 @@ import type { PowerOperation, VirtDriver } from '../virt/driver.js';
 
 const POWER_OPERATIONS: PowerOperation[] = ['stop', 'start', 'reboot-soft', 'reboot-hard', 'pause', 'unpause', 'suspend', 'resume'];
 import { createVirtDriver } from '../virt/index.js';
+import { checkChunk } from '../conductor/image-data.js';
+import { HeldSnapshots } from './held-snapshots.js';
 
 export interface ComputeAgentOptions {
   config: Config;
@@ -224,7 +226,7 @@ export function uptimeLine(now = new Date(), seconds = uptime(), load = loadavg(
 }
 
 /** The methods an agent serves on computeTopic(host): each one goes to the driver. */
-export function agentHandlers(driver: VirtDriver): Record<keyof ComputeAgentRpc, (args: any) => Promise<unknown>> {
+export function agentHandlers(driver: VirtDriver, snapshots = new HeldSnapshots()): Record<keyof ComputeAgentRpc, (args: any) => Promise<unknown>> {
   const rpc: ComputeAgentRpc = {
     spawnInstance: async ({ instance }: { instance: InstanceSpec }) => {
       if (!instance || typeof instance.uuid !== 'string' || typeof instance.name !== 'string') {
@@ -235,6 +237,7 @@ export function agentHandlers(driver: VirtDriver): Record<keyof ComputeAgentRpc,
     },
     destroyInstance: async ({ uuid }: { uuid: string }) => {
       if (typeof uuid !== 'string') throw new BadRequest('destroyInstance needs a uuid');
+      await snapshots.releaseInstance(uuid);
       await driver.destroy(uuid);
     },
     getPowerState: async ({ uuid }: { uuid: string }) => {
@@ -284,8 +287,17 @@ export function agentHandlers(driver: VirtDriver): Record<keyof ComputeAgentRpc,
     snapshotInstance: async ({ uuid }: { uuid: string }) => {
       if (typeof uuid !== 'string') throw new BadRequest('snapshotInstance needs a uuid');
       const snapshot = await driver.snapshot(uuid);
-      // Base64 over the bus: the fake driver's disks are small. Real drivers will stream over HTTP instead.
-      return { data: snapshot.data.toString('base64'), diskFormat: snapshot.diskFormat, containerFormat: snapshot.containerFormat };
+      return { snapshotId: snapshots.hold(uuid, snapshot), size: snapshot.size, diskFormat: snapshot.diskFormat, containerFormat: snapshot.containerFormat };
+    },
+    readSnapshotChunk: async (args: { snapshotId: string; offset: number; length: number }) => {
+      const { snapshotId, offset, length } = args ?? ({} as any);
+      if (typeof snapshotId !== 'string') throw new BadRequest('readSnapshotChunk needs a snapshotId');
+      checkChunk('readSnapshotChunk', offset, length);
+      return { data: (await snapshots.read(snapshotId, offset, length)).toString('base64') };
+    },
+    releaseSnapshot: async ({ snapshotId }: { snapshotId: string }) => {
+      if (typeof snapshotId !== 'string') throw new BadRequest('releaseSnapshot needs a snapshotId');
+      await snapshots.release(snapshotId);
     },
     rescueInstance: async ({ uuid, image, adminPass }: { uuid: string; image: { id: string; properties: Record<string, string> }; adminPass: string | null }) => {
       if (typeof uuid !== 'string' || !image || typeof image.id !== 'string') throw new BadRequest('rescueInstance needs a uuid and an image');

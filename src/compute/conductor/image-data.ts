@@ -5,8 +5,17 @@
 import { BadRequest, Conflict } from '../../core/errors.js';
 import type { ImageService } from '../../image/service.js';
 
-/** The most an agent may ask for in one call (keeps bus messages moderate). */
+/** The most one call may ask for (keeps bus messages moderate). */
 export const MAX_IMAGE_CHUNK_BYTES = 8 * 1024 * 1024;
+/** What readers ask for per call: image data to an agent's cache, snapshot data to the conductor. */
+export const IMAGE_CHUNK_BYTES = 4 * 1024 * 1024;
+
+/** Throws 400 unless `offset` >= 0 and `length` in 1..MAX_IMAGE_CHUNK_BYTES (image and snapshot chunks alike). */
+export function checkChunk(method: string, offset: unknown, length: unknown): void {
+  if (!Number.isInteger(offset) || (offset as number) < 0 || !Number.isInteger(length) || (length as number) <= 0 || (length as number) > MAX_IMAGE_CHUNK_BYTES) {
+    throw new BadRequest(`${method} needs an offset >= 0 and a length in 1..${MAX_IMAGE_CHUNK_BYTES}`);
+  }
+}
 
 export interface ImageDataChunk {
   /** The image's size, format and hashes, as the Image service has them now. */
@@ -23,9 +32,8 @@ export function imageDataHandlers(images: ImageService): ImageDataHandlers {
   return {
     readImageChunk: async (args) => {
       const { imageId, offset, length } = args ?? ({} as any);
-      if (typeof imageId !== 'string' || !Number.isInteger(offset) || offset < 0 || !Number.isInteger(length) || length <= 0 || length > MAX_IMAGE_CHUNK_BYTES) {
-        throw new BadRequest(`readImageChunk needs an imageId, an offset >= 0 and a length in 1..${MAX_IMAGE_CHUNK_BYTES}`);
-      }
+      if (typeof imageId !== 'string') throw new BadRequest('readImageChunk needs an imageId');
+      checkChunk('readImageChunk', offset, length);
       const image = await images.getImage({ isAdmin: true }, imageId);
       if (image.status !== 'active' || image.size === null) throw new Conflict(`Image ${imageId} is not active (status ${image.status})`);
       const info = { id: image.id, size: image.size, diskFormat: image.disk_format, containerFormat: image.container_format, checksum: image.checksum, osHashAlgo: image.os_hash_algo, osHashValue: image.os_hash_value };

@@ -1,7 +1,6 @@
-// Snapshots (createImage, createBackup, and the image a shelve takes): the host's driver hands
-// over the root disk (base64 over the bus, fine for the fake driver's small disks; real drivers
-// will stream over HTTP later) and the conductor uploads it through the Image service, since
-// agents have no Image service access. The API created the image (queued) and moved the
+// Snapshots (createImage, createBackup, and the image a shelve takes): the host's driver takes
+// the root disk, the agent holds it, and the conductor streams it chunk by chunk over the bus
+// into the Image service (agents have no Image service access), then releases it. The API created the image (queued) and moved the
 // instance into its first task state; this walks Nova's task states (image_snapshot →
 // image_pending_upload → image_uploading, or image_backup → ...), then clears the task. A failed
 // snapshot deletes the image and puts the instance back where it was with a fault. A resumed run
@@ -9,6 +8,8 @@
 import { Readable } from 'node:stream';
 import type { Image } from '../../image/service.js';
 import type { Instance } from '../instances.js';
+import type { ComputeAgentRpc } from '../rpc.js';
+import { IMAGE_CHUNK_BYTES } from './image-data.js';
 import type { ConductorContext } from './context.js';
 import type { Workflow, WorkflowStore } from './workflows.js';
 
@@ -50,18 +51,33 @@ export async function takeSnapshot(ctx: ConductorContext, instance: Instance, ho
   const changed = () => new Error(`instance ${instance.id} changed while it was being snapshotted (deleted, or reset)`);
   if (!(await ctx.instances.updateIf(instance.id, { taskState: states.from }, { taskState: states.pending }))) throw changed();
   if (!(await ctx.hostIsUp(host))) throw new Error(`the compute service on ${host} is down`);
-  const disk = await ctx.agent(host, ctx.spawnTimeoutMs).snapshotInstance({ uuid: instance.id });
-  if (!(await ctx.instances.updateIf(instance.id, { taskState: [states.pending] }, { taskState: states.uploading }))) throw changed();
-  const image = await findImage(ctx, imageId);
-  if (!image) throw new Error(`image ${imageId} was deleted during the snapshot`);
-  // Nova leaves the formats of a snapshot to the driver, which knows what it wrote.
-  if (image.disk_format !== disk.diskFormat || image.container_format !== disk.containerFormat) {
-    await ctx.images.updateImage(ADMIN, imageId, [
-      { op: 'replace', name: 'disk_format', value: disk.diskFormat },
-      { op: 'replace', name: 'container_format', value: disk.containerFormat },
-    ], { publicize: true, communitize: true });
+  const agent = ctx.agent(host, ctx.spawnTimeoutMs);
+  const disk = await agent.snapshotInstance({ uuid: instance.id });
+  try {
+    if (!(await ctx.instances.updateIf(instance.id, { taskState: [states.pending] }, { taskState: states.uploading }))) throw changed();
+    const image = await findImage(ctx, imageId);
+    if (!image) throw new Error(`image ${imageId} was deleted during the snapshot`);
+    // Nova leaves the formats of a snapshot to the driver, which knows what it wrote.
+    if (image.disk_format !== disk.diskFormat || image.container_format !== disk.containerFormat) {
+      await ctx.images.updateImage(ADMIN, imageId, [
+        { op: 'replace', name: 'disk_format', value: disk.diskFormat },
+        { op: 'replace', name: 'container_format', value: disk.containerFormat },
+      ], { publicize: true, communitize: true });
+    }
+    return await ctx.images.upload(ADMIN, imageId, Readable.from(snapshotChunks(agent, disk.snapshotId, disk.size)));
+  } finally {
+    await agent.releaseSnapshot({ snapshotId: disk.snapshotId }).catch((err) => ctx.logger.warn(`could not release snapshot ${disk.snapshotId} on ${host}: ${(err as Error).message}`));
   }
-  return ctx.images.upload(ADMIN, imageId, Readable.from([Buffer.from(disk.data, 'base64')]));
+}
+
+/** The held snapshot's bytes, chunk by chunk; throws when the agent has fewer than `size`. */
+async function* snapshotChunks(agent: Pick<ComputeAgentRpc, 'readSnapshotChunk'>, snapshotId: string, size: number): AsyncGenerator<Buffer> {
+  for (let offset = 0; offset < size;) {
+    const chunk = Buffer.from((await agent.readSnapshotChunk({ snapshotId, offset, length: Math.min(IMAGE_CHUNK_BYTES, size - offset) })).data, 'base64');
+    if (chunk.length === 0) throw new Error(`snapshot ${snapshotId} ended at ${offset} of ${size} bytes`);
+    offset += chunk.length;
+    yield chunk;
+  }
 }
 
 /** Deletes the oldest backups of this type of the instance beyond `rotation` (Nova's _rotate_backups; 0 deletes them all). */

@@ -48,12 +48,17 @@ export interface VncConsole {
   internalAccessPath: string | null;
 }
 
-/** A root disk as image data (VirtDriver.snapshot). */
+/** A root disk as image data (VirtDriver.snapshot), read range by range until it is discarded. */
 export interface DiskSnapshot {
-  data: Buffer;
-  /** The Glance formats of `data` (raw/bare for the fake driver). */
+  /** Bytes of image data. */
+  size: number;
+  /** The Glance formats of the data (raw/bare for the fake driver, qcow2/bare for QEMU). */
   diskFormat: string;
   containerFormat: string;
+  /** Bytes [offset, offset + length), shorter at the end. */
+  read(offset: number, length: number): Promise<Buffer>;
+  /** Frees what holds the data (QEMU: a file in the instance directory); a second call does nothing. */
+  discard(): Promise<void>;
 }
 
 /** Where a live migration job on the source host is (Nova's libvirt job info, reduced). */
@@ -153,8 +158,8 @@ export interface VirtDriver {
   diagnostics?(uuid: string): Promise<InstanceDiagnostics>;
   /**
    * The instance's root disk as it is now, as image data (Nova's snapshot). The instance keeps
-   * running (or stays stopped/paused); NotFound when the driver does not have it. The data is
-   * held in memory: fine for the fake driver; real drivers will stream it over HTTP later.
+   * running (or stays stopped/paused); NotFound when the driver does not have it. The caller reads
+   * the data in ranges (the agent serves them to the conductor) and then discards it.
    */
   snapshot(uuid: string): Promise<DiskSnapshot>;
   /**

@@ -379,7 +379,12 @@ export class FakeDriver implements VirtDriver {
       throw new InternalError(`Fake driver: snapshot of instance ${uuid} failed: its name "${instance.name}" matches [fake_driver] fail_snapshot_name_pattern`);
     }
     instance.console.push('snapshot taken');
-    return { data: Buffer.from(instance.disk.join('\n') + '\n', 'utf8'), diskFormat: 'raw', containerFormat: 'bare' };
+    const data = Buffer.from(instance.disk.join('\n') + '\n', 'utf8');
+    return {
+      size: data.length, diskFormat: 'raw', containerFormat: 'bare',
+      read: async (offset, length) => data.subarray(offset, offset + length),
+      discard: async () => undefined,
+    };
   }
 
   async rescue(uuid: string, image: { id: string; properties: Record<string, string> }, adminPass: string | null): Promise<PowerStateValue> {

@@ -8,10 +8,10 @@ import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BadRequest, Conflict } from '../../../core/errors.js';
 import type { ConductorRpc } from '../../rpc.js';
+import { IMAGE_CHUNK_BYTES } from '../../conductor/image-data.js';
 import { qemuImg, qemuImgInfo } from './disks.js';
 
 /** Bytes per readImageChunk call. */
-const CHUNK_BYTES = 4 * 1024 * 1024;
 
 /** Glance disk formats whose bytes QEMU can back an overlay with as they are (format name for -F). */
 const DIRECT_FORMATS: Record<string, string> = { qcow2: 'qcow2', raw: 'raw' };
@@ -61,7 +61,7 @@ export class ImageCache {
     // Another process sharing this directory may fetch the same image: each writes its own temp file and renames.
     const partial = join(this.directory, `.${imageId}.${process.pid}.${Date.now()}.part`);
     try {
-      const first = await this.conductor.readImageChunk({ imageId, offset: 0, length: CHUNK_BYTES });
+      const first = await this.conductor.readImageChunk({ imageId, offset: 0, length: IMAGE_CHUNK_BYTES });
       const { image } = first;
       const diskFormat = image.diskFormat ?? 'raw';
       const direct = DIRECT_FORMATS[diskFormat];
@@ -83,7 +83,7 @@ export class ImageCache {
             written += data.length;
           }
           if (data.length === 0 || written >= image.size) break;
-          chunk = await this.conductor.readImageChunk({ imageId, offset: written, length: CHUNK_BYTES });
+          chunk = await this.conductor.readImageChunk({ imageId, offset: written, length: IMAGE_CHUNK_BYTES });
         }
       } finally {
         await file.close();

@@ -7,7 +7,7 @@
 // grown to the new flavor with qemu-img resize) and the ephemeral disk. Swap and the config drive are made anew.
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync } from 'node:fs';
-import { mkdir, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { createServer, get as httpGet, type Server } from 'node:http';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -16,6 +16,7 @@ import { writeConfigDrive } from '../../../metadata/config-drive.js';
 import { PowerState, type InstanceSpec, type PowerStateValue } from '../../rpc.js';
 import { createSwapDisk, qemuImg, qemuImgInfo } from './disks.js';
 import type { QemuDriver, QemuInstance } from './driver.js';
+import type { DiskSnapshot } from '../driver.js';
 import { migrationTopic } from './migration.js';
 import { instanceFiles, readInstanceRecord, upgradeRecord, type InstanceRecord } from './process.js';
 
@@ -210,10 +211,10 @@ function download(url: string, path: string): Promise<void> {
 
 /**
  * The instance's root disk as one self-contained qcow2 (Nova's snapshot): a point-in-time drive-backup while QEMU
- * runs (or is paused), qemu-img convert -U when it is off. The data is held in memory (the driver contract's
- * DiskSnapshot); fine for small guests, a streamed upload would be needed for big disks.
+ * runs (or is paused), qemu-img convert -U when it is off. The qcow2 stays in the instance directory, read in
+ * ranges from the file, until it is discarded.
  */
-export async function snapshotDisk(driver: QemuDriver, uuid: string): Promise<{ data: Buffer; diskFormat: string; containerFormat: string }> {
+export async function snapshotDisk(driver: QemuDriver, uuid: string): Promise<DiskSnapshot> {
   const instance = driver.get(uuid);
   const f = instanceFiles(instance.dir);
   const target = join(instance.dir, `snapshot-${randomBytes(6).toString('hex')}.qcow2`);
@@ -230,8 +231,22 @@ export async function snapshotDisk(driver: QemuDriver, uuid: string): Promise<{ 
     } else {
       await qemuImg(['convert', '-U', '-f', 'qcow2', '-O', 'qcow2', f.disk, target]);
     }
-    return { data: await readFile(target), diskFormat: 'qcow2', containerFormat: 'bare' };
-  } finally {
+    return {
+      size: (await stat(target)).size, diskFormat: 'qcow2', containerFormat: 'bare',
+      read: async (offset, length) => {
+        const file = await open(target, 'r');
+        try {
+          const buffer = Buffer.alloc(length);
+          const { bytesRead } = await file.read(buffer, 0, length, offset);
+          return buffer.subarray(0, bytesRead);
+        } finally {
+          await file.close();
+        }
+      },
+      discard: () => rm(target, { force: true }),
+    };
+  } catch (err) {
     await rm(target, { force: true });
+    throw err;
   }
 }
