@@ -150,6 +150,8 @@ export class QemuDriver implements VirtDriver {
       }
       const instance: QemuInstance = { uuid: entry.name, dir, record, qmp: null, pid: runningPid(dir), metadataProxy: null };
       this.instances.set(instance.uuid, instance);
+      // Snapshots are held in the agent's memory: the files of the last run's are nobody's now.
+      for (const file of await readdir(dir)) if (/^snapshot-[0-9a-f]+\.qcow2$/.test(file)) await rm(join(dir, file), { force: true });
       if (instance.pid !== null) {
         try {
           await this.connect(instance, 3000);
