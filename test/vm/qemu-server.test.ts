@@ -2,8 +2,8 @@
 // [compute] driver = qemu, the test guest (scripts/build-test-image) is uploaded to the Image
 // service, and one server goes through boot, console output, stop/start, pause/unpause,
 // suspend/resume, soft and hard reboot, os-interface hot-plug (the guest sees the NIC come, keep
-// it across suspend/resume, and go; a port attached while SHUTOFF is on the next command line), an agent restart (re-adoption) and
-// delete. One guest for all of it: every boot costs about 9 s of TCG.
+// it across suspend/resume, and go; a port attached while SHUTOFF is on the next command line),
+// an agent restart (re-adoption) and delete. One guest for all of it: a boot costs about 9 s of TCG.
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
