@@ -45,11 +45,6 @@ export class HeldSnapshots {
     for (const [id, held] of this.held) if (held.uuid === uuid) await this.release(id);
   }
 
-  /** How many snapshots are held (of one instance, when given). */
-  count(uuid?: string): number {
-    return [...this.held.values()].filter((h) => uuid === undefined || h.uuid === uuid).length;
-  }
-
   private idleTimer(id: string): NodeJS.Timeout {
     const timer = setTimeout(() => void this.release(id).catch(() => undefined), this.idleMs);
     timer.unref();
